@@ -1,0 +1,207 @@
+"""The `generate` Prefect flow: one self-play data-generation iteration into the warehouse.
+
+Thin wiring of `selfplay.generate`: every stage is a Prefect task around a plain function,
+so the same stages run in a unit test without Prefect. Everything that can fail on bad input
+(models, corpus, warehouse path) is checked before the first row is written, and each stage
+writes its rows in one Arrow batch and then a `stage_runs` row, so a crash leaves whole
+stages behind, never half of one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE
+
+from corpora import Document
+from selfplay import __version__
+from selfplay.config import Config
+from selfplay.engine import RolloutEngine
+from selfplay.generate import (
+    ProposedTask,
+    SolverSample,
+    TaskLabel,
+    label,
+    load_documents,
+    plan_slots,
+    propose,
+    solve,
+)
+from selfplay.models import resolve_model
+from selfplay.rows import document_rows, label_rows, run_row, task_rows, trajectory_rows
+from verifiers.equivalence import EquivalenceChecker
+from warehouse.keys import content_key
+from warehouse.writer import Warehouse
+
+
+@dataclass
+class GenerateSummary:
+    """What one generate run produced; printed by the CLI and returned by the flow."""
+
+    run_id: str
+    warehouse: str
+    proposals: int = 0
+    valid: int = 0
+    rejections: dict[str, int] = field(default_factory=dict)
+    solver_samples: int = 0
+    bands: dict[str, int] = field(default_factory=dict)
+    agrees_with_reference: int = 0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+
+class _Stages:
+    """Engines, verifier pool and the warehouse writer of one run, opened once, closed once."""
+
+    def __init__(self, config: Config, warehouse: Warehouse, run_id: str) -> None:
+        self.config, self.warehouse, self.run_id = config, warehouse, run_id
+        self.challenger_model = resolve_model(config.model.challenger, config.model.cache_dir)
+        self.solver_model = resolve_model(config.model.solver, config.model.cache_dir)
+        self.engines: dict[str, RolloutEngine] = {}
+        self.checker: EquivalenceChecker | None = None
+        self.summary = GenerateSummary(run_id=run_id, warehouse=str(config.warehouse.path))
+
+    def engine(self, model: str) -> RolloutEngine:
+        # Same weights for both roles: one engine serves both (SPICE / Absolute Zero style).
+        if model not in self.engines:
+            self.engines[model] = RolloutEngine(model, self.config.engine, self.config.run.seed)
+        return self.engines[model]
+
+    def record_stage(self, iteration: int, stage: str, started: float, rows: int) -> None:
+        finished = time.time()
+        self.summary.stage_seconds[stage] = round(finished - started, 2)
+        self.warehouse.write(
+            "stage_runs",
+            [
+                {
+                    "stage_run_id": content_key("stage", self.run_id, iteration, stage),
+                    "run_id": self.run_id,
+                    "iteration": iteration,
+                    "stage": stage,
+                    "started_at": datetime.fromtimestamp(started, UTC),
+                    "finished_at": datetime.fromtimestamp(finished, UTC),
+                    "rows_written": rows,
+                    "status": "completed",
+                }
+            ],
+        )
+
+    def close(self) -> None:
+        for engine in self.engines.values():
+            engine.close()
+        if self.checker is not None:
+            self.checker.close()
+
+
+@task(name="start-engines", cache_policy=NONE)
+def start_engines(stages: _Stages) -> None:
+    stages.engine(stages.challenger_model)
+    stages.engine(stages.solver_model)
+    stages.checker = EquivalenceChecker(
+        workers=stages.config.labels.equivalence_workers,
+        timeout_s=stages.config.labels.equivalence_timeout_s,
+    )
+
+
+@task(name="propose", cache_policy=NONE)
+def propose_stage(stages: _Stages, documents: list[Document], iteration: int) -> list[ProposedTask]:
+    logger = get_run_logger()
+    started = time.time()
+    slots = plan_slots(stages.config, documents, stages.run_id, iteration)
+    tasks = propose(stages.engine(stages.challenger_model), slots, stages.config)
+    grounding = [s.document for s in slots if s.document is not None]
+    written = stages.warehouse.write("documents", document_rows(grounding))
+    written += stages.warehouse.write(
+        "tasks", task_rows(tasks, stages.challenger_model, stages.config.sampling.challenger)
+    )
+    stages.record_stage(iteration, "propose", started, written)
+    summary = stages.summary
+    summary.proposals = len(tasks)
+    summary.valid = sum(t.proposal.valid for t in tasks)
+    summary.rejections = dict(
+        Counter(t.proposal.rejection for t in tasks if t.proposal.rejection).most_common()
+    )
+    logger.info(
+        "Challenger: %d proposals, %d valid; rejected: %s",
+        summary.proposals,
+        summary.valid,
+        summary.rejections or "none",
+    )
+    return tasks
+
+
+@task(name="solve", cache_policy=NONE)
+def solve_stage(stages: _Stages, tasks: list[ProposedTask]) -> list[SolverSample]:
+    logger = get_run_logger()
+    started = time.time()
+    samples = solve(stages.engine(stages.solver_model), tasks, stages.config)
+    stages.summary.stage_seconds["solve"] = round(time.time() - started, 2)
+    answered = sum(s.answer is not None for s in samples)
+    logger.info("Solver: %d samples, %d with an extractable answer", len(samples), answered)
+    return samples
+
+
+@task(name="label", cache_policy=NONE)
+def label_stage(
+    stages: _Stages, tasks: list[ProposedTask], samples: list[SolverSample], iteration: int
+) -> list[TaskLabel]:
+    logger = get_run_logger()
+    started = time.time()
+    assert stages.checker is not None, "start-engines opens the checker"
+    labels = label(stages.checker, tasks, samples, stages.config)
+    config, model = stages.config, stages.solver_model
+    labels_out, difficulty_out = label_rows(labels, tasks, model, config)
+    trajectories = trajectory_rows(samples, labels, tasks, model, config.sampling.solver)
+    written = stages.warehouse.write("trajectories", trajectories)
+    written += stages.warehouse.write("labels", labels_out)
+    written += stages.warehouse.write("difficulty", difficulty_out)
+    stages.record_stage(iteration, "solve_and_label", started, written)
+    summary = stages.summary
+    summary.solver_samples = len(samples)
+    summary.bands = dict(Counter(str(lab.band) for lab in labels))
+    summary.agrees_with_reference = sum(bool(lab.agrees_with_reference) for lab in labels)
+    logger.info(
+        "Labels: bands %s; %d agree with the Challenger",
+        summary.bands,
+        summary.agrees_with_reference,
+    )
+    return labels
+
+
+def preflight(config: Config) -> list[Document]:
+    """Everything bad input can break, checked before any row is written: the corpus, both
+    models (converting the embedded one if needed) and the warehouse path."""
+    documents = load_documents(config)
+    for name in (config.model.challenger, config.model.solver):
+        resolve_model(name, config.model.cache_dir)
+    with Warehouse.open(config.warehouse.path):
+        pass
+    return documents
+
+
+@flow(name="generate", log_prints=True)
+def generate_flow(config: dict[str, Any] | None = None, command: str = "generate") -> dict:
+    """Propose, solve and label one iteration of tasks; every row lands in the warehouse."""
+    cfg = Config.model_validate(config or {})
+    started = time.time()
+    iteration = 0
+    documents = preflight(cfg)
+    run_id = content_key("run", cfg.to_json(), time.time_ns())
+    with Warehouse.open(cfg.warehouse.path) as warehouse:
+        stages = _Stages(cfg, warehouse, run_id)
+        try:
+            warehouse.write("runs", [run_row(run_id, cfg, command, __version__)])
+            get_run_logger().info("run %s: %d documents available", run_id, len(documents))
+            start_engines(stages)
+            tasks = propose_stage(stages, documents, iteration)
+            samples = solve_stage(stages, tasks)
+            label_stage(stages, tasks, samples, iteration)
+        finally:
+            stages.close()
+    stages.summary.wall_seconds = round(time.time() - started, 1)
+    return asdict(stages.summary)

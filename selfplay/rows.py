@@ -1,0 +1,165 @@
+"""Warehouse rows from stage records: one function per table, plain dicts keyed by content hash.
+
+Keys come from content (run, iteration, slot, sample index, checkpoint), so writing the same
+stage output twice inserts nothing the second time.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from corpora import Document
+from selfplay.config import Config, SamplingConfig
+from selfplay.generate import ProposedTask, SolverSample, TaskLabel
+from warehouse.keys import content_key
+
+Row = dict[str, Any]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def run_row(run_id: str, config: Config, command: str, version: str) -> Row:
+    return {
+        "run_id": run_id,
+        "command": command,
+        "config_json": config.to_json(),
+        "config_hash": config.fingerprint(),
+        "seed": config.run.seed,
+        "selfplay_version": version,
+    }
+
+
+def document_rows(documents: list[Document]) -> list[Row]:
+    unique = {d.doc_id: d for d in documents}
+    return [
+        {
+            "doc_id": d.doc_id,
+            "source": d.source,
+            "title": d.title,
+            "text": d.text,
+            "n_chars": len(d.text),
+            "chunk_index": d.chunk_index,
+            "parent_id": d.parent_id,
+            "metadata_json": _json(d.metadata),
+        }
+        for d in unique.values()
+    ]
+
+
+def task_rows(tasks: list[ProposedTask], model: str, sampling: SamplingConfig) -> list[Row]:
+    rows = []
+    for task in tasks:
+        slot, proposal = task.slot, task.proposal
+        rows.append(
+            {
+                "task_id": task.task_id,
+                "run_id": slot.run_id,
+                "iteration": slot.iteration,
+                "slot": slot.index,
+                "doc_id": slot.document.doc_id if slot.document else None,
+                "kind": slot.kind,
+                "grounded": slot.document is not None,
+                "challenger_model": model,
+                "prompt_json": _json(task.prompt),
+                "raw_completion": task.completion.text,
+                "parse_status": "valid" if proposal.valid else "rejected",
+                "rejection_reason": proposal.rejection,
+                "question": proposal.question,
+                "reference_answer": proposal.reference_answer,
+                "options_json": _json(list(proposal.options)) if proposal.options else None,
+                "payload_json": _json(proposal.payload) if proposal.payload else None,
+                "sampling_json": sampling.model_dump_json(),
+                "completion_tokens": task.completion.completion_tokens,
+                "latency_s": task.completion.latency_s,
+            }
+        )
+    return rows
+
+
+def trajectory_rows(
+    samples: list[SolverSample],
+    labels: list[TaskLabel],
+    tasks: list[ProposedTask],
+    model: str,
+    sampling: SamplingConfig,
+) -> list[Row]:
+    """Every Solver sample, with its verdict against the task's label."""
+    by_task = {label.task_id: label for label in labels}
+    slots = {t.task_id: t.slot for t in tasks}
+    rows = []
+    for sample in samples:
+        label = by_task.get(sample.task_id)
+        in_label = label.majority.sample_in_label[sample.sample_index] if label else None
+        verdict = "no_answer" if sample.answer is None else "correct" if in_label else "incorrect"
+        slot = slots[sample.task_id]
+        rows.append(
+            {
+                "trajectory_id": sample.trajectory_id,
+                "task_id": sample.task_id,
+                "run_id": slot.run_id,
+                "iteration": slot.iteration,
+                "role": "solver",
+                "sample_index": sample.sample_index,
+                "model": model,
+                "checkpoint": model,
+                "sampling_json": sampling.model_dump_json(),
+                "prompt_json": _json(sample.prompt),
+                "completion": sample.completion.text,
+                "extracted_answer": sample.answer,
+                "in_label_cluster": in_label,
+                "verdict": verdict,
+                "reward": None,
+                "prompt_tokens": sample.completion.prompt_tokens,
+                "completion_tokens": sample.completion.completion_tokens,
+                "finish_reason": sample.completion.finish_reason,
+                "latency_s": sample.completion.latency_s,
+            }
+        )
+    return rows
+
+
+def label_rows(
+    labels: list[TaskLabel], tasks: list[ProposedTask], checkpoint: str, config: Config
+) -> tuple[list[Row], list[Row]]:
+    """(labels rows, difficulty rows): the pseudo-label, and p̂ with its band."""
+    slots = {t.task_id: t.slot for t in tasks}
+    label_out, difficulty_out = [], []
+    for label in labels:
+        slot, majority = slots[label.task_id], label.majority
+        common = {
+            "task_id": label.task_id,
+            "run_id": slot.run_id,
+            "iteration": slot.iteration,
+            "solver_checkpoint": checkpoint,
+        }
+        label_out.append(
+            {
+                **common,
+                "label_id": content_key("label", label.task_id, checkpoint),
+                "label_source": "majority",
+                "label": majority.label,
+                "majority_share": majority.majority_share,
+                "n_samples": majority.n_samples,
+                "n_answered": majority.n_answered,
+                "n_clusters": majority.n_clusters,
+                "cluster_sizes_json": _json(list(majority.cluster_sizes)),
+                "equivalence_timeouts": label.equivalence_timeouts,
+                "reference_answer": label.reference_answer,
+                "agrees_with_reference": label.agrees_with_reference,
+            }
+        )
+        difficulty_out.append(
+            {
+                **common,
+                "difficulty_id": content_key("difficulty", label.task_id, checkpoint),
+                "pass_rate": majority.majority_share,
+                "band": str(label.band),
+                "band_low": config.labels.frontier_low,
+                "band_high": config.labels.frontier_high,
+                "n_samples": majority.n_samples,
+            }
+        )
+    return label_out, difficulty_out

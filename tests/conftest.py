@@ -1,0 +1,106 @@
+"""Shared fixtures: the embedded model's tokenizer, and a tiny Llama trained at test time.
+
+vLLM's CPU backend needs head_dim in {32, 64, 80, ...}, so the tiny model has two heads of 64.
+A random-initialised model only emits noise, which the Challenger parser would reject every
+time and leave the Solver with nothing to do; so the fixture first fits the tiny model, in a
+few seconds, to answer every prompt with a well-formed maths proposal whose answer is 5 or 6.
+The whole loop then runs through real components: vLLM samples it, the parser accepts it, the
+Solver (the same weights) repeats it with either answer, and math-verify labels the mix.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# Prefect's ephemeral server keeps its database under PREFECT_HOME: one per test session.
+os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="selfplay-prefect-"))
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+# Fitted half to "5" and half to "6", so sampled answers disagree and land in several bands.
+TINY_PROPOSALS = tuple(
+    f"<question>What is 2 + 3?</question>\n<answer>\\boxed{{{answer}}}</answer>"
+    for answer in (5, 6)
+)
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def embedded_model(model_cache: Path) -> Path:
+    """The embedded SmolLM2 converted from its GGUF file (the real conversion, once a session)."""
+    from selfplay.models import embedded_checkpoint
+
+    return embedded_checkpoint(model_cache)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(embedded_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer Llama (head_dim 64) with SmolLM2's tokenizer that emits a TINY_PROPOSALS entry."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=128,  # 2 heads x head_dim 64: the smallest shape vLLM's CPU backend takes
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        head_dim=64,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        max_position_embeddings=2048,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config)
+    # Fit "the pipeline's real prompts -> a TINY_PROPOSALS entry<|im_end|>", assistant turn only,
+    # over several documents so that the output does not depend on the prompt.
+    prompts = _training_prompts()
+    optimiser = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    losses = []
+    for step in range(240):
+        prompt = tokenizer.apply_chat_template(
+            prompts[step % len(prompts)], tokenize=False, add_generation_prompt=True
+        )
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        target = TINY_PROPOSALS[(step // len(prompts)) % 2] + "<|im_end|>"
+        target_ids = tokenizer(target, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([prompt_ids + target_ids])
+        labels = torch.tensor([[-100] * len(prompt_ids) + target_ids])
+        loss = model(input_ids=ids, labels=labels).loss
+        loss.backward()
+        optimiser.step()
+        optimiser.zero_grad()
+        losses.append(loss.item())
+    # Only the answer digit stays uncertain (ln 2 over ~27 tokens); anything else did not fit.
+    final = sum(losses[-12:]) / 12
+    assert final < 0.1, f"tiny model did not fit its proposals (mean loss {final:.3f})"
+    out = tmp_path_factory.mktemp("tiny-model")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def _training_prompts() -> list[list[dict[str, str]]]:
+    from corpora import load_corpus, sample_corpus_path
+    from selfplay.kinds import KINDS
+
+    documents = [d.text[:600] for d in load_corpus(sample_corpus_path()).documents[:3]]
+    prompts = [
+        kind.challenger_messages(document)
+        for kind in KINDS.values()
+        for document in (*documents, None)
+    ]
+    math = KINDS["math"]
+    prompts.append(math.solver_messages(math.parse_proposal(TINY_PROPOSALS[0])))
+    return prompts
