@@ -73,8 +73,8 @@ class _Stages:
         return self.engines[model]
 
     def record_stage(self, iteration: int, stage: str, started: float, rows: int) -> None:
+        """Mark a stage complete; its rows were committed before this row."""
         finished = time.time()
-        self.summary.stage_seconds[stage] = round(finished - started, 2)
         self.warehouse.write(
             "stage_runs",
             [
@@ -121,6 +121,7 @@ def propose_stage(stages: _Stages, documents: list[Document], iteration: int) ->
     )
     stages.record_stage(iteration, "propose", started, written)
     summary = stages.summary
+    summary.stage_seconds["propose"] = round(time.time() - started, 2)
     summary.proposals = len(tasks)
     summary.valid = sum(t.proposal.valid for t in tasks)
     summary.rejections = dict(
@@ -148,7 +149,11 @@ def solve_stage(stages: _Stages, tasks: list[ProposedTask]) -> list[SolverSample
 
 @task(name="label", cache_policy=NONE)
 def label_stage(
-    stages: _Stages, tasks: list[ProposedTask], samples: list[SolverSample], iteration: int
+    stages: _Stages,
+    tasks: list[ProposedTask],
+    samples: list[SolverSample],
+    iteration: int,
+    solve_started: float,
 ) -> list[TaskLabel]:
     logger = get_run_logger()
     started = time.time()
@@ -160,8 +165,10 @@ def label_stage(
     written = stages.warehouse.write("trajectories", trajectories)
     written += stages.warehouse.write("labels", labels_out)
     written += stages.warehouse.write("difficulty", difficulty_out)
-    stages.record_stage(iteration, "solve_and_label", started, written)
+    # Trajectories need their verdicts, so solving and labelling commit as one stage.
+    stages.record_stage(iteration, "solve_and_label", solve_started, written)
     summary = stages.summary
+    summary.stage_seconds["label"] = round(time.time() - started, 2)
     summary.solver_samples = len(samples)
     summary.bands = dict(Counter(str(lab.band) for lab in labels))
     summary.agrees_with_reference = sum(bool(lab.agrees_with_reference) for lab in labels)
@@ -199,8 +206,9 @@ def generate_flow(config: dict[str, Any] | None = None, command: str = "generate
             get_run_logger().info("run %s: %d documents available", run_id, len(documents))
             start_engines(stages)
             tasks = propose_stage(stages, documents, iteration)
+            solve_started = time.time()
             samples = solve_stage(stages, tasks)
-            label_stage(stages, tasks, samples, iteration)
+            label_stage(stages, tasks, samples, iteration, solve_started)
         finally:
             stages.close()
     stages.summary.wall_seconds = round(time.time() - started, 1)

@@ -77,7 +77,7 @@ class SamplingConfig(Section):
 
 class SamplingSection(Section):
     challenger: SamplingConfig = Field(
-        default_factory=lambda: SamplingConfig(temperature=1.0, max_tokens=200),
+        default_factory=lambda: SamplingConfig(temperature=1.0, max_tokens=256),
         description="Sampling for Challenger proposals.",
     )
     solver: SamplingConfig = Field(
@@ -115,6 +115,12 @@ class GenerateConfig(Section):
         le=1,
         description="Share of proposals grounded in a corpus document (SPICE); the rest get "
         "no document (R-Zero).",
+    )
+    constrained_format: bool = Field(
+        True,
+        description="Constrain Challenger sampling to each kind's tag format (vLLM structured "
+        "outputs): SmolLM2-135M follows the format unaided in ~15% of proposals, constrained "
+        "in ~80%. Turn off to see and reward format errors.",
     )
     max_document_chars: int = Field(
         1500, ge=100, description="A grounding document is cut to this length in the prompt."

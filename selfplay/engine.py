@@ -65,11 +65,25 @@ class RolloutEngine:
         )
 
     def chat(
-        self, conversations: Sequence[Messages], sampling: SamplingConfig, n: int = 1
+        self,
+        conversations: Sequence[Messages],
+        sampling: SamplingConfig,
+        n: int = 1,
+        formats: Sequence[str | None] | None = None,
     ) -> list[list[Completion]]:
+        """n completions per conversation, in one engine call.
+
+        `formats` optionally gives, per conversation, a regular expression the completion
+        must match (vLLM structured outputs); None leaves that conversation free.
+        """
         if not conversations:
             return []
-        return self._impl.chat(list(conversations), sampling, n)
+        if formats is not None and len(formats) != len(conversations):
+            raise ValueError(
+                f"formats ({len(formats)}) must give one entry per conversation "
+                f"({len(conversations)})"
+            )
+        return self._impl.chat(list(conversations), sampling, n, formats)
 
     def close(self) -> None:
         self._impl.close()
@@ -90,18 +104,27 @@ class _VllmBackend:
         )
 
     def chat(
-        self, conversations: list[Messages], sampling: SamplingConfig, n: int
+        self,
+        conversations: list[Messages],
+        sampling: SamplingConfig,
+        n: int,
+        formats: Sequence[str | None] | None,
     ) -> list[list[Completion]]:
         from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
 
-        params = SamplingParams(
-            n=n,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            max_tokens=sampling.max_tokens,
-        )
+        def params(regex: str | None) -> SamplingParams:
+            return SamplingParams(
+                n=n,
+                temperature=sampling.temperature,
+                top_p=sampling.top_p,
+                max_tokens=sampling.max_tokens,
+                structured_outputs=StructuredOutputsParams(regex=regex) if regex else None,
+            )
+
+        per_prompt = [params(regex) for regex in formats] if formats else params(None)
         started = time.perf_counter()
-        outputs = self.llm.chat(conversations, params, use_tqdm=True)
+        outputs = self.llm.chat(conversations, per_prompt, use_tqdm=True)
         wall = time.perf_counter() - started
         results = []
         for output in outputs:
@@ -155,10 +178,16 @@ class _TransformersBackend:
         self.model.eval()
 
     def chat(
-        self, conversations: list[Messages], sampling: SamplingConfig, n: int
+        self,
+        conversations: list[Messages],
+        sampling: SamplingConfig,
+        n: int,
+        formats: Sequence[str | None] | None,
     ) -> list[list[Completion]]:
         import torch
 
+        if formats and any(formats):
+            log.warning("the transformers fallback cannot constrain formats; sampling freely")
         prompts = [
             self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
             for c in conversations

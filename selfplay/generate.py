@@ -111,7 +111,10 @@ def propose(engine: RolloutEngine, slots: list[Slot], config: Config) -> list[Pr
         get_kind(s.kind).challenger_messages(s.document.text[:limit] if s.document else None)
         for s in slots
     ]
-    completions = engine.chat(prompts, config.sampling.challenger, n=1)
+    formats = None
+    if config.generate.constrained_format:
+        formats = [get_kind(s.kind).challenger_format for s in slots]
+    completions = engine.chat(prompts, config.sampling.challenger, n=1, formats=formats)
     return [
         ProposedTask(slot, prompt, samples[0], get_kind(slot.kind).parse_proposal(samples[0].text))
         for slot, prompt, samples in zip(slots, prompts, completions, strict=True)

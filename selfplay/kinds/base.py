@@ -31,6 +31,9 @@ class Proposal:
 
 class TaskKind(Protocol):
     name: str
+    # A regular expression for the Challenger's completion, used to constrain sampling
+    # (vLLM structured outputs) when `generate.constrained_format` is on; None: no constraint.
+    challenger_format: str | None
 
     def challenger_messages(self, document: str | None) -> Messages:
         """Chat messages asking the Challenger for one task, grounded in `document` if given."""

@@ -29,11 +29,18 @@ EXAMPLE_ANSWER = (
     "<question>A rectangle is 5 metres long and 2 metres wide. What is its area in square "
     "metres?</question>\n<answer>\\boxed{10}</answer>"
 )
+# The tag format as a regex for constrained sampling; lengths stay inside the parser's limits
+# and the default token budget.
+CHALLENGER_FORMAT = (
+    r"<question>[^<>]{10,400}</question>\n<answer>\\boxed\{[^<>{}\n]{1,40}\}</answer>"
+)
+PLACEHOLDERS = {"...", "…", "?", "answer", "x", "n"}
 SOLVE = "Solve the problem. Think step by step, then give the final answer in \\boxed{}.\n\n"
 
 
 class MathKind:
     name = "math"
+    challenger_format = CHALLENGER_FORMAT
 
     def challenger_messages(self, document: str | None) -> Messages:
         if document is None:
@@ -59,6 +66,9 @@ class MathKind:
         answer = extract_boxed(raw_answer) or raw_answer.strip().strip("$").strip()
         if not answer:
             return Proposal(self.name, rejection="empty_answer")
+        if answer.strip(" .").casefold() in PLACEHOLDERS or not answer.strip(" ."):
+            # Small models copy the format's "\boxed{...}" literally.
+            return Proposal(self.name, rejection="placeholder_answer")
         return Proposal(self.name, question=sections.found["question"], reference_answer=answer)
 
     def solver_messages(self, proposal: Proposal) -> Messages:

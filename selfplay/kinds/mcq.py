@@ -35,11 +35,17 @@ EXAMPLE_ANSWER = (
     "D) 43 square metres\n</options>\n<answer>B</answer>"
 )
 SOLVE = "Answer the multiple-choice question. End with 'Answer: X' where X is A, B, C or D.\n\n"
+CHALLENGER_FORMAT = (
+    r"<question>[^<>]{10,400}</question>\n<options>\n"
+    r"A\) [^<>\n]{1,100}\nB\) [^<>\n]{1,100}\nC\) [^<>\n]{1,100}\nD\) [^<>\n]{1,100}\n"
+    r"</options>\n<answer>[ABCD]</answer>"
+)
 OPTION_LINE = re.compile(r"^\s*\(?([A-Da-d])[).:]\s*(.+?)\s*$")
 
 
 class McqKind:
     name = "mcq"
+    challenger_format = CHALLENGER_FORMAT
 
     def challenger_messages(self, document: str | None) -> Messages:
         if document is None:

@@ -47,10 +47,16 @@ def test_missing_model_path(tmp_path: Path):
     assert "neither an existing checkpoint directory nor a hub id" in result.output
 
 
-def test_unwritable_warehouse_path(tmp_path: Path):
+def test_unwritable_warehouse_path(tmp_path: Path, embedded_model: Path, model_cache: Path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    result = _invoke("generate", "--warehouse", str(blocker / "w.duckdb"))
+    result = _invoke(
+        "generate",
+        "--warehouse",
+        str(blocker / "w.duckdb"),
+        "--set",
+        f"model.cache_dir={model_cache}",
+    )
     assert result.exit_code == 1
     assert "Error:" in result.output and str(blocker) in result.output
 

@@ -34,6 +34,9 @@ def _generate(tiny_model: Path, warehouse: Path, *extra: str):
             "sampling.challenger.max_tokens=48",
             "--set",
             "sampling.solver.max_tokens=48",
+            # Free sampling, so that the mcq slots show the parser's rejections.
+            "--set",
+            "generate.constrained_format=false",
             *extra,
         ],
         catch_exceptions=False,
