@@ -63,7 +63,8 @@ class MathKind:
             return Proposal(self.name, rejection=sections.rejection)
         raw_answer = sections.found["answer"]
         # Lenient: a bare answer without \boxed{} is accepted; a boxed one is unwrapped.
-        answer = extract_boxed(raw_answer) or raw_answer.strip().strip("$").strip()
+        boxed = extract_boxed(raw_answer)
+        answer = boxed.strip() if boxed is not None else raw_answer.strip().strip("$").strip()
         if not answer:
             return Proposal(self.name, rejection="empty_answer")
         if answer.strip(" .").casefold() in PLACEHOLDERS or not answer.strip(" ."):
