@@ -115,19 +115,162 @@ def sql(
 ) -> None:
     """Run a SQL query against the warehouse and print the result as a table.
 
+    Works during a run too: it then reads the run's latest snapshot and says how old it is.
+
     Example: selfplay sql "SELECT band, count(*) FROM difficulty GROUP BY band"
     """
-    from warehouse.query import run_sql
+    from warehouse.query import read_sql
+    from warehouse.writer import utc_now
 
     try:
         config = load_config(config_path, list(overrides))
-        result = run_sql(warehouse or config.warehouse.path, query)
+        result = read_sql(warehouse or config.warehouse.path, query)
     except (*USER_ERRORS, ValueError) as exc:
         _fail(exc)
-    table = Table(*result.column_names, caption=f"{result.num_rows} rows")
-    for row in result.slice(0, max_rows).to_pylist():
+    caption = f"{result.table.num_rows} rows"
+    if result.source.kind == "snapshot":
+        caption += "; " + result.source.describe(utc_now())
+    table = Table(*result.table.column_names, caption=caption)
+    for row in result.table.slice(0, max_rows).to_pylist():
         table.add_row(*("NULL" if v is None else str(v) for v in row.values()))
     console.print(table)
+
+
+@main.command()
+@click.argument("output_dir", type=click.Path(path_type=Path))
+@config_option
+@set_option
+@click.option("--warehouse", type=click.Path(path_type=Path), help="DuckDB file to read.")
+@click.option("--run", "run_ids", multiple=True, help="Only tasks of this run id (repeatable).")
+@click.option(
+    "--iteration",
+    "iterations",
+    type=int,
+    multiple=True,
+    help="Only tasks proposed in this iteration (repeatable).",
+)
+@click.option(
+    "--kind",
+    "kinds",
+    multiple=True,
+    help="Only tasks of this kind: math, mcq, code_o, code_i, code_f (repeatable).",
+)
+@click.option(
+    "--band",
+    "bands",
+    multiple=True,
+    default=("frontier",),
+    show_default=True,
+    type=click.Choice(["too_easy", "frontier", "too_hard"]),
+    help="Only tasks in this difficulty band (repeatable).",
+)
+@click.option(
+    "--min-confidence",
+    type=click.FloatRange(0, 1),
+    help="Only labels with at least this majority share (p̂ of the label).",
+)
+@click.option(
+    "--label-source",
+    "label_sources",
+    multiple=True,
+    type=click.Choice(["majority", "executor"]),
+    help="Only labels from this source (repeatable).",
+)
+@click.option("--where", help="Extra SQL condition over the columns of the labelled_tasks view.")
+@click.option(
+    "--validation-fraction",
+    default=0.05,
+    show_default=True,
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Share of tasks in the validation split (a stable hash of task_id).",
+)
+@click.option("--split-salt", default="", help="Change it to draw another stable split.")
+@click.option("--no-dedup", is_flag=True, help="Keep exact and near duplicates.")
+@click.option(
+    "--near-threshold",
+    default=0.8,
+    show_default=True,
+    type=click.FloatRange(0, 1, min_open=True),
+    help="Estimated Jaccard similarity from which two tasks are near duplicates.",
+)
+@click.option(
+    "--eval-file",
+    "eval_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Evaluation texts to decontaminate against: JSONL (prompt/question/text) "
+    "or one text per line (repeatable).",
+)
+@click.option(
+    "--no-decontaminate", is_flag=True, help="Skip the 13-gram check against evaluation texts."
+)
+@click.option("--overwrite", is_flag=True, help="Replace an earlier export in OUTPUT_DIR.")
+@click.option(
+    "--push-to-hub",
+    "repo_id",
+    metavar="REPO_ID",
+    help="Also upload README.md and the Parquet files to this Hub dataset repo "
+    "(token from `hf auth login` or HF_TOKEN).",
+)
+@click.option("--public", is_flag=True, help="Create the Hub repo public (default: private).")
+def export(
+    output_dir: Path,
+    config_path: Path | None,
+    overrides: tuple[str, ...],
+    warehouse: Path | None,
+    run_ids: tuple[str, ...],
+    iterations: tuple[int, ...],
+    kinds: tuple[str, ...],
+    bands: tuple[str, ...],
+    min_confidence: float | None,
+    label_sources: tuple[str, ...],
+    where: str | None,
+    validation_fraction: float,
+    split_salt: str,
+    no_dedup: bool,
+    near_threshold: float,
+    eval_files: tuple[Path, ...],
+    no_decontaminate: bool,
+    overwrite: bool,
+    repo_id: str | None,
+    public: bool,
+) -> None:
+    """Export labelled tasks as a Hugging Face dataset: save_to_disk, Parquet and a card.
+
+    Deduplicates, decontaminates and splits train/validation by a stable hash of the task
+    key. Works during a run too (it then reads the run's latest snapshot).
+
+    Example: selfplay export runs/frontier --band frontier --min-confidence 0.5
+    """
+    from warehouse.dedup import NearDuplicateConfig
+    from warehouse.export import ExportFilters, ExportOptions, export_curriculum
+
+    try:
+        config = load_config(config_path, list(overrides))
+        filters = ExportFilters(
+            run_ids=run_ids,
+            iterations=iterations,
+            kinds=kinds,
+            bands=bands,
+            min_confidence=min_confidence,
+            label_sources=label_sources,
+            where=where,
+        )
+        options = ExportOptions(
+            validation_fraction=validation_fraction,
+            split_salt=split_salt,
+            exact_dedup=not no_dedup,
+            near_dedup=None if no_dedup else NearDuplicateConfig(threshold=near_threshold),
+            decontaminate=not no_decontaminate,
+            evaluation_files=eval_files,
+            overwrite=overwrite,
+            push_to_hub=repo_id,
+            private=not public,
+        )
+        result = export_curriculum(warehouse or config.warehouse.path, output_dir, filters, options)
+    except (*USER_ERRORS, ValueError) as exc:
+        _fail(exc)
+    click.echo(result.summary())
 
 
 @main.group(name="config")

@@ -96,7 +96,7 @@ def test_sql_on_a_missing_warehouse(tmp_path: Path):
 
 
 def test_every_command_has_help_with_an_example():
-    for command in (["generate"], ["sql"], ["config", "show"], ["prepare-model"]):
+    for command in (["generate"], ["sql"], ["export"], ["config", "show"], ["prepare-model"]):
         result = _invoke(*command, "--help")
         assert result.exit_code == 0
         assert "Example:" in result.output, command

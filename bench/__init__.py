@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.<name>`; each also exposes a function returning its figures."""
