@@ -145,6 +145,86 @@ class LabelConfig(Section):
         return self
 
 
+# --- rewards, training, evaluation -------------------------------------------------------
+
+ChallengerRewardName = Literal["uncertainty", "variance_gaussian", "learnability"]
+
+
+class RewardConfig(Section):
+    challenger: ChallengerRewardName = Field(
+        "uncertainty",
+        description="Challenger reward from the Solver's pass rate p̂: 'uncertainty' "
+        "(R-Zero, 1-2|p̂-1/2|), 'variance_gaussian' (SPICE), 'learnability' (Absolute Zero).",
+    )
+    repetition_threshold: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Proposals closer than this 1-BLEU distance share a near-duplicate cluster "
+        "C and lose |C|/B (R-Zero's repetition penalty).",
+    )
+    invalid_reward: float = Field(
+        -1.0, description="Challenger reward for an unparseable proposal."
+    )
+    trivial_reward: float = Field(
+        -0.5, description="Challenger reward for a valid but trivial proposal (Absolute Zero)."
+    )
+    solver_format_bonus: float = Field(
+        0.0, ge=0, description="Added to the Solver's reward when it writes \\boxed{}."
+    )
+    adpo_weighting: bool = Field(
+        False,
+        description="Scale the Solver's advantage by label confidence "
+        "(Agent0: 0.6 + 0.4·clip((p̂-0.3)/0.5, 0, 1)).",
+    )
+
+
+class TrainingConfig(Section):
+    weights: Literal["shared", "separate"] = Field(
+        "shared",
+        description="'shared': one model, two role prompts (SPICE, Absolute Zero); 'separate': "
+        "own Challenger and Solver weights (R-Zero).",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="Where TRL trains; 'auto' takes a GPU when there is one."
+    )
+    learning_rate: float = Field(1e-5, gt=0, description="AdamW learning rate for both roles.")
+    solver_steps: int = Field(
+        8, ge=0, description="GRPO optimiser steps for the Solver per iteration."
+    )
+    challenger_steps: int = Field(
+        4, ge=0, description="GRPO optimiser steps for the Challenger per iteration."
+    )
+    batch_size: int = Field(8, ge=1, description="Completions per optimiser step.")
+    num_generations: int = Field(4, ge=2, description="GRPO group size: completions per prompt.")
+    max_completion_length: int = Field(128, gt=0, description="Token budget of a training sample.")
+    beta: float = Field(
+        0.0, ge=0, description="KL coefficient (TRL's default 0: no reference model)."
+    )
+
+    @model_validator(mode="after")
+    def _batch_divisible(self) -> TrainingConfig:
+        if self.batch_size % self.num_generations:
+            raise ValueError(
+                f"training.batch_size ({self.batch_size}) must be divisible by "
+                f"training.num_generations ({self.num_generations})"
+            )
+        return self
+
+
+class EvaluationConfig(Section):
+    reasoning_gym: list[str] = Field(
+        default_factory=lambda: ["basic_arithmetic", "chain_sum", "leg_counting"],
+        description="reasoning-gym task names for the held-out set, scored by their own scorers.",
+    )
+    items_per_task: int = Field(40, ge=1, description="Seeded items per reasoning-gym task.")
+    humaneval_problems: int = Field(
+        20, ge=0, description="HumanEval problems (pass@1 through our sandbox); 0 skips it."
+    )
+    seed: int = Field(1234, description="Seed of the held-out items; fixed across iterations.")
+    max_tokens: int = Field(256, gt=0, description="Token budget of an evaluation answer.")
+
+
 class WarehouseConfig(Section):
     path: Path = Field(Path("selfplay.duckdb"), description="The DuckDB file every row lands in.")
 
@@ -161,6 +241,9 @@ class Config(Section):
     corpus: CorpusConfig = Field(default_factory=CorpusConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     labels: LabelConfig = Field(default_factory=LabelConfig)
+    rewards: RewardConfig = Field(default_factory=RewardConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
     run: RunConfig = Field(default_factory=RunConfig)
 
