@@ -71,8 +71,9 @@ def generate(
         config = load_config(config_path, [*overrides, *extra])
     except ConfigError as exc:
         _fail(exc)
-    # Our modules' log lines show beside Prefect's own.
+    # Our modules' log lines show beside Prefect's own (and stay local outside a flow run).
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "selfplay,corpora,verifiers,warehouse")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     from flows.generate import generate_flow, preflight
 
     try:
