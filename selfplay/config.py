@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
 
 TaskKindName = Literal["math", "mcq"]
+DEFAULT_KINDS: tuple[TaskKindName, ...] = ("math", "mcq")
 
 
 class ConfigError(ValueError):
@@ -54,7 +55,9 @@ class EngineConfig(Section):
         description="'auto' uses vLLM and falls back to transformers only where vLLM cannot "
         "be imported (logged).",
     )
-    dtype: str = Field("bfloat16", description="Weights dtype in the engine.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "bfloat16", description="Weights dtype in the engine."
+    )
     max_model_len: int = Field(2048, gt=0, description="Context length (prompt + completion).")
     gpu_memory_utilization: float = Field(
         0.25,
@@ -105,7 +108,7 @@ class GenerateConfig(Section):
         8, ge=2, description="Solver samples per valid task (m); majority vote runs over these."
     )
     kinds: list[TaskKindName] = Field(
-        default_factory=lambda: ["math", "mcq"],
+        default_factory=lambda: list(DEFAULT_KINDS),
         min_length=1,
         description="Task kinds the Challenger proposes, assigned round-robin.",
     )

@@ -174,7 +174,8 @@ class _TransformersBackend:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, config.dtype))
+        dtype = "auto" if config.dtype == "auto" else getattr(torch, config.dtype)
+        self.model: Any = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
         self.model.eval()
 
     def chat(
@@ -211,7 +212,7 @@ class _TransformersBackend:
             new_tokens = [t for t in row[width:].tolist() if t != self.tokenizer.pad_token_id]
             finished = len(new_tokens) < sampling.max_tokens
             completion = Completion(
-                text=self.tokenizer.decode(new_tokens, skip_special_tokens=True),
+                text=str(self.tokenizer.decode(new_tokens, skip_special_tokens=True)),
                 prompt_tokens=int(batch["attention_mask"][index // n].sum()),
                 completion_tokens=len(new_tokens),
                 finish_reason="stop" if finished else "length",

@@ -151,7 +151,7 @@ def label(
     for kind in sorted({t.slot.kind for t in valid}):
         of_kind = [t for t in valid if t.slot.kind == kind]
         groups = [[s.answer for s in by_task[t.task_id]] for t in of_kind]
-        batch = checker.cluster_batch(groups, kind=kind)
+        batch = checker.cluster_batch(groups, kind="mcq" if kind == "mcq" else "math")
         majorities = [majority_vote(g, c) for g, c in zip(groups, batch.cluster_ids, strict=True)]
         labels.extend(_with_reference(checker, of_kind, majorities, batch.timeouts, config))
     order = {t.task_id: i for i, t in enumerate(tasks)}

@@ -94,7 +94,6 @@ def embedded_checkpoint(cache_dir: Path) -> Path:
 
 
 def _convert_gguf(gguf: Path, out_dir: Path) -> None:
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
@@ -105,5 +104,5 @@ def _convert_gguf(gguf: Path, out_dir: Path) -> None:
     del config.quantization_config
     model = type(quantised)(config)
     model.load_state_dict(quantised.state_dict())
-    model.to(torch.bfloat16).save_pretrained(out_dir)
+    model.bfloat16().save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)

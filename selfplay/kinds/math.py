@@ -39,8 +39,8 @@ SOLVE = "Solve the problem. Think step by step, then give the final answer in \\
 
 
 class MathKind:
-    name = "math"
-    challenger_format = CHALLENGER_FORMAT
+    name: str = "math"
+    challenger_format: str | None = CHALLENGER_FORMAT
 
     def challenger_messages(self, document: str | None) -> Messages:
         if document is None:

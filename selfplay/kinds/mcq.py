@@ -44,8 +44,8 @@ OPTION_LINE = re.compile(r"^\s*\(?([A-Da-d])[).:]\s*(.+?)\s*$")
 
 
 class McqKind:
-    name = "mcq"
-    challenger_format = CHALLENGER_FORMAT
+    name: str = "mcq"
+    challenger_format: str | None = CHALLENGER_FORMAT
 
     def challenger_messages(self, document: str | None) -> Messages:
         if document is None:
