@@ -32,9 +32,18 @@ from selfplay.generate import (
     propose,
     solve,
 )
+from selfplay.kinds import EXECUTED_KINDS
 from selfplay.models import resolve_model
-from selfplay.rows import document_rows, label_rows, run_row, task_rows, trajectory_rows
+from selfplay.rows import (
+    document_rows,
+    label_rows,
+    run_row,
+    sandbox_event_rows,
+    task_rows,
+    trajectory_rows,
+)
 from verifiers.equivalence import EquivalenceChecker
+from verifiers.sandbox import SandboxLimits, SandboxPool
 from warehouse.keys import content_key
 from warehouse.writer import Warehouse
 
@@ -64,6 +73,7 @@ class _Stages:
         self.solver_model = resolve_model(config.model.solver, config.model.cache_dir)
         self.engines: dict[str, RolloutEngine] = {}
         self.checker: EquivalenceChecker | None = None
+        self.pool: SandboxPool | None = None
         self.summary = GenerateSummary(run_id=run_id, warehouse=str(config.warehouse.path))
 
     def engine(self, model: str) -> RolloutEngine:
@@ -96,16 +106,25 @@ class _Stages:
             engine.close()
         if self.checker is not None:
             self.checker.close()
+        if self.pool is not None:
+            self.pool.close()
 
 
 @task(name="start-engines", cache_policy=NONE)
 def start_engines(stages: _Stages) -> None:
     stages.engine(stages.challenger_model)
     stages.engine(stages.solver_model)
+    config = stages.config
     stages.checker = EquivalenceChecker(
-        workers=stages.config.labels.equivalence_workers,
-        timeout_s=stages.config.labels.equivalence_timeout_s,
+        workers=config.labels.equivalence_workers, timeout_s=config.labels.equivalence_timeout_s
     )
+    if EXECUTED_KINDS & set(config.generate.kinds):
+        limits = SandboxLimits(
+            wall_s=config.executor.timeout_s,
+            cpu_s=config.executor.timeout_s,
+            memory_mb=config.executor.memory_mb,
+        )
+        stages.pool = SandboxPool(workers=config.executor.workers, limits=limits)
 
 
 @task(name="propose", cache_policy=NONE)
@@ -113,7 +132,7 @@ def propose_stage(stages: _Stages, documents: list[Document], iteration: int) ->
     logger = get_run_logger()
     started = time.time()
     slots = plan_slots(stages.config, documents, stages.run_id, iteration)
-    tasks = propose(stages.engine(stages.challenger_model), slots, stages.config)
+    tasks = propose(stages.engine(stages.challenger_model), slots, stages.config, stages.pool)
     grounding = [s.document for s in slots if s.document is not None]
     written = stages.warehouse.write("documents", document_rows(grounding))
     written += stages.warehouse.write(
@@ -158,13 +177,14 @@ def label_stage(
     logger = get_run_logger()
     started = time.time()
     assert stages.checker is not None, "start-engines opens the checker"
-    labels = label(stages.checker, tasks, samples, stages.config)
+    labels = label(stages.checker, tasks, samples, stages.config, stages.pool)
     config, model = stages.config, stages.solver_model
     labels_out, difficulty_out = label_rows(labels, tasks, model, config)
     trajectories = trajectory_rows(samples, labels, tasks, model, config.sampling.solver)
     written = stages.warehouse.write("trajectories", trajectories)
     written += stages.warehouse.write("labels", labels_out)
     written += stages.warehouse.write("difficulty", difficulty_out)
+    written += stages.warehouse.write("sandbox_events", sandbox_event_rows(tasks, labels))
     # Trajectories need their verdicts, so solving and labelling commit as one stage.
     stages.record_stage(iteration, "solve_and_label", solve_started, written)
     summary = stages.summary

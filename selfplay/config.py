@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 EMBEDDED_MODEL = "embedded:smollm2-135m-instruct"
 
-TaskKindName = Literal["math", "mcq"]
+TaskKindName = Literal["math", "mcq", "code_o", "code_i", "code_f"]
 DEFAULT_KINDS: tuple[TaskKindName, ...] = ("math", "mcq")
 
 
@@ -110,7 +110,8 @@ class GenerateConfig(Section):
     kinds: list[TaskKindName] = Field(
         default_factory=lambda: list(DEFAULT_KINDS),
         min_length=1,
-        description="Task kinds the Challenger proposes, assigned round-robin.",
+        description="Task kinds the Challenger proposes, assigned round-robin: math, mcq, and "
+        "the executor-checked code_o, code_i, code_f (Absolute Zero).",
     )
     grounded_fraction: float = Field(
         0.75,
@@ -146,6 +147,12 @@ class LabelConfig(Section):
                 f"labels.frontier_high ({self.frontier_high}); swap them"
             )
         return self
+
+
+class ExecutorConfig(Section):
+    workers: int = Field(2, ge=1, description="Warm sandbox workers running generated code.")
+    timeout_s: float = Field(5.0, gt=0, description="Wall-clock limit of one execution.")
+    memory_mb: int = Field(256, ge=32, description="Address-space limit of one execution.")
 
 
 # --- rewards, training, evaluation -------------------------------------------------------
@@ -244,6 +251,7 @@ class Config(Section):
     corpus: CorpusConfig = Field(default_factory=CorpusConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     labels: LabelConfig = Field(default_factory=LabelConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig)
     rewards: RewardConfig = Field(default_factory=RewardConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)

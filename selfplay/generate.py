@@ -3,8 +3,10 @@
 Documents are sampled from a corpus; the Challenger proposes one task per slot (grounded in
 a document, SPICE, or in nothing, R-Zero); the Solver answers each valid task m times without
 the document; the answers are clustered by equivalence and majority-voted into a label with
-its share p̂ and difficulty band. Each stage makes one engine call and returns records that
-`rows.py` turns into warehouse rows; the Prefect flow in `flows/generate.py` wires them.
+its share p̂ and difficulty band. Code tasks (code_o / code_i / code_f) are validated by
+running them in the sandbox, and their Solver answers are graded by execution: there the
+executor verdict is the label and p̂ is the pass rate. Each stage makes one engine call and
+returns records that `rows.py` turns into warehouse rows; `flows/generate.py` wires them.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from dataclasses import dataclass
 from corpora import Document, chunk_documents, load_corpus, sample_corpus_path, sample_documents
 from selfplay.config import Config
 from selfplay.engine import Completion, RolloutEngine
-from selfplay.kinds import Proposal, get_kind
+from selfplay.kinds import EXECUTED_KINDS, Proposal, get_kind
 from selfplay.kinds.base import Messages
+from selfplay.kinds.code import validate_proposals, verify_proposal_answers
+from verifiers.code_tasks import CodeVerdict
 from verifiers.equivalence import EquivalenceChecker
 from verifiers.majority import Band, MajorityLabel, difficulty_band, majority_vote
+from verifiers.sandbox import SandboxPool
 from warehouse.keys import content_key
 
 log = logging.getLogger(__name__)
@@ -74,6 +79,9 @@ class TaskLabel:
     reference_answer: str | None
     agrees_with_reference: bool | None
     equivalence_timeouts: int
+    label_source: str = "majority"  # or "executor"
+    # (kind, detail) of every sandbox event raised while grading this task's answers.
+    sandbox_events: tuple[tuple[str, str], ...] = ()
 
 
 def load_documents(config: Config) -> list[Document]:
@@ -104,8 +112,11 @@ def plan_slots(
     ]
 
 
-def propose(engine: RolloutEngine, slots: list[Slot], config: Config) -> list[ProposedTask]:
-    """One Challenger call for all slots, then parse each completion (rejections recorded)."""
+def propose(
+    engine: RolloutEngine, slots: list[Slot], config: Config, pool: SandboxPool | None = None
+) -> list[ProposedTask]:
+    """One Challenger call for all slots, then parse each completion (rejections recorded);
+    code proposals are then validated in the sandbox, in one batch."""
     limit = config.generate.max_document_chars
     prompts = [
         get_kind(s.kind).challenger_messages(s.document.text[:limit] if s.document else None)
@@ -115,9 +126,19 @@ def propose(engine: RolloutEngine, slots: list[Slot], config: Config) -> list[Pr
     if config.generate.constrained_format:
         formats = [get_kind(s.kind).challenger_format for s in slots]
     completions = engine.chat(prompts, config.sampling.challenger, n=1, formats=formats)
+    proposals = [
+        get_kind(slot.kind).parse_proposal(samples[0].text)
+        for slot, samples in zip(slots, completions, strict=True)
+    ]
+    if any(p.kind in EXECUTED_KINDS for p in proposals):
+        if pool is None:
+            raise ValueError("code kinds need a SandboxPool to validate their programs")
+        proposals = validate_proposals(pool, proposals)
     return [
-        ProposedTask(slot, prompt, samples[0], get_kind(slot.kind).parse_proposal(samples[0].text))
-        for slot, prompt, samples in zip(slots, prompts, completions, strict=True)
+        ProposedTask(slot, prompt, samples[0], proposal)
+        for slot, prompt, samples, proposal in zip(
+            slots, prompts, completions, proposals, strict=True
+        )
     ]
 
 
@@ -141,14 +162,23 @@ def label(
     tasks: list[ProposedTask],
     samples: list[SolverSample],
     config: Config,
+    pool: SandboxPool | None = None,
 ) -> list[TaskLabel]:
-    """Majority vote over equivalence clusters, p̂, band, and agreement with the reference."""
+    """Majority vote over equivalence clusters, p̂, band, and agreement with the reference;
+    for code kinds, executor verdicts instead of a vote."""
     by_task: dict[str, list[SolverSample]] = {}
     for sample in samples:
         by_task.setdefault(sample.task_id, []).append(sample)
     valid = [t for t in tasks if t.task_id in by_task]
     labels: list[TaskLabel] = []
-    for kind in sorted({t.slot.kind for t in valid}):
+    executed = [t for t in valid if t.slot.kind in EXECUTED_KINDS]
+    if executed:
+        if pool is None:
+            raise ValueError("code kinds need a SandboxPool to grade their answers")
+        groups = [[s.answer for s in by_task[t.task_id]] for t in executed]
+        verdicts = verify_proposal_answers(pool, [t.proposal for t in executed], groups)
+        labels.extend(_executor_labels(executed, groups, verdicts, config))
+    for kind in sorted({t.slot.kind for t in valid} - EXECUTED_KINDS):
         of_kind = [t for t in valid if t.slot.kind == kind]
         groups = [[s.answer for s in by_task[t.task_id]] for t in of_kind]
         batch = checker.cluster_batch(groups, kind="mcq" if kind == "mcq" else "math")
@@ -189,3 +219,41 @@ def _with_reference(
         )
         for i, (t, m) in enumerate(zip(tasks, majorities, strict=True))
     ]
+
+
+def _executor_labels(
+    tasks: list[ProposedTask],
+    groups: list[list[str | None]],
+    verdicts: list[list[CodeVerdict]],
+    config: Config,
+) -> list[TaskLabel]:
+    """The executor is the ground truth: label = the reference, p̂ = the pass rate."""
+    low, high = config.labels.frontier_low, config.labels.frontier_high
+    labels = []
+    for task, answers, task_verdicts in zip(tasks, groups, verdicts, strict=True):
+        correct = tuple(v.correct for v in task_verdicts)
+        pass_rate = sum(correct) / len(correct)
+        result = MajorityLabel(
+            label=task.proposal.reference_answer,
+            majority_share=pass_rate,
+            n_samples=len(answers),
+            n_answered=sum(a is not None for a in answers),
+            n_clusters=0,  # no answer clustering: each answer is run, not compared
+            cluster_sizes=(),
+            sample_in_label=correct,
+        )
+        events = tuple((e.kind, e.detail) for v in task_verdicts for e in v.events)
+        labels.append(
+            TaskLabel(
+                task_id=task.task_id,
+                kind=task.slot.kind,
+                majority=result,
+                band=difficulty_band(pass_rate, low, high),
+                reference_answer=task.proposal.reference_answer,
+                agrees_with_reference=None,  # the reference is the label
+                equivalence_timeouts=0,
+                label_source="executor",
+                sandbox_events=events,
+            )
+        )
+    return labels

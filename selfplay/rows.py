@@ -139,7 +139,7 @@ def label_rows(
             {
                 **common,
                 "label_id": content_key("label", label.task_id, checkpoint),
-                "label_source": "majority",
+                "label_source": label.label_source,
                 "label": majority.label,
                 "majority_share": majority.majority_share,
                 "n_samples": majority.n_samples,
@@ -163,3 +163,25 @@ def label_rows(
             }
         )
     return label_out, difficulty_out
+
+
+def sandbox_event_rows(tasks: list[ProposedTask], labels: list[TaskLabel]) -> list[Row]:
+    """Every sandbox event of program validation (tasks) and answer grading (labels)."""
+    slots = {t.task_id: t.slot for t in tasks}
+    sources: list[tuple[str, str, list]] = [
+        (t.task_id, "validate", t.proposal.payload.get("sandbox_events", [])) for t in tasks
+    ]
+    sources += [(lab.task_id, "grade", list(lab.sandbox_events)) for lab in labels]
+    rows = []
+    for task_id, stage, events in sources:
+        for index, (kind, detail) in enumerate(events):
+            rows.append(
+                {
+                    "event_id": content_key("sandbox_event", task_id, stage, index),
+                    "run_id": slots[task_id].run_id,
+                    "task_id": task_id,
+                    "kind": kind,
+                    "detail": detail,
+                }
+            )
+    return rows

@@ -152,7 +152,9 @@ def _run_failure(result: ExecutionResult) -> str | None:
 
 
 def _precheck(request: ProgramRequest, pool: SandboxPool) -> tuple[str | None, tuple[str, ...]]:
-    """(rejection, distinct inputs) from checks that need no execution."""
+    """(rejection, distinct inputs) from checks that need no execution.
+
+    A static refusal is an escape attempt too: `_static_events` records it as events."""
     if len(request.program) > MAX_PROGRAM_CHARS:
         return "program_too_long", ()
     tree = parse(request.program)
@@ -188,6 +190,16 @@ def _is_trivial(kind: CodeKind, pairs: Sequence[IOPair]) -> bool:
     return all(pair.output == pair.input for pair in pairs)  # the identity
 
 
+def _static_events(request: ProgramRequest, pool: SandboxPool) -> tuple[SandboxEvent, ...]:
+    """The static checks' findings on a refused program, as sandbox events (counted like
+    the runtime ones, so SQL sees every attempt whichever layer stopped it)."""
+    tree = parse(request.program)
+    if isinstance(tree, str) or not pool.limits.static_checks:
+        return ()
+    findings = check_tree(tree, pool.limits.static_policy)
+    return tuple(SandboxEvent(str(f.kind), f"static: {f.describe()}") for f in findings)
+
+
 def validate_programs(
     pool: SandboxPool, requests: Sequence[ProgramRequest]
 ) -> list[ProgramValidation]:
@@ -203,7 +215,7 @@ def validate_programs(
     validations = []
     for request, (rejection, inputs) in zip(requests, prechecks, strict=True):
         if rejection is not None:
-            validations.append(ProgramValidation(None, rejection))
+            validations.append(ProgramValidation(None, rejection, _static_events(request, pool)))
             continue
         runs = [(next(results), next(results)) for _ in inputs]
         validations.append(_judge_runs(request, inputs, runs))

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from flows.cli import main
 from tests.conftest import TINY_PROPOSALS
 
-TASKS, SAMPLES = 8, 6
+TASKS, SAMPLES = 9, 6
+KINDS = ("math", "mcq", "code_o")
 
 
 def _generate(tiny_model: Path, warehouse: Path, *extra: str):
@@ -37,6 +38,8 @@ def _generate(tiny_model: Path, warehouse: Path, *extra: str):
             # Free sampling, so that the mcq slots show the parser's rejections.
             "--set",
             "generate.constrained_format=false",
+            "--set",
+            f"generate.kinds=[{','.join(KINDS)}]",
             *extra,
         ],
         catch_exceptions=False,
@@ -66,11 +69,11 @@ def test_every_proposal_is_a_task_row_with_its_parse_outcome(generated):
         "FROM tasks ORDER BY slot",
     )
     assert len(tasks) == TASKS
-    # Kinds alternate math, mcq. The tiny model always writes the maths format, so math
-    # proposals parse and mcq proposals are rejected for their missing options block.
-    assert [t[0] for t in tasks] == ["math", "mcq"] * (TASKS // 2)
+    # Kinds go round-robin. The tiny model always writes the maths format, so math
+    # proposals parse and the others are rejected: mcq for its missing options block.
+    assert [t[0] for t in tasks] == list(KINDS) * (TASKS // len(KINDS))
     math_tasks = [t for t in tasks if t[0] == "math"]
-    assert sum(t[1] == "valid" for t in math_tasks) >= TASKS // 2 - 1
+    assert sum(t[1] == "valid" for t in math_tasks) >= len(math_tasks) - 1
     for _kind, status, reason, question, answer, raw in tasks:
         assert raw, "the raw Challenger completion is kept"
         if status == "valid":
@@ -79,6 +82,8 @@ def test_every_proposal_is_a_task_row_with_its_parse_outcome(generated):
         else:
             assert reason is not None and question is None
     assert any(t[2] == "missing_options" for t in tasks if t[0] == "mcq")
+    # No program in a maths-shaped completion: the code kind says so.
+    assert all(t[1] == "rejected" and t[2] for t in tasks if t[0] == "code_o")
     summary = {
         line.split("│")[1].strip(): line.split("│")[2].strip()
         for line in output.splitlines()
@@ -167,7 +172,7 @@ def test_sql_command_prints_a_table(generated):
     )
     assert result.exit_code == 0, result.output
     assert "kind" in result.output and "math" in result.output and "mcq" in result.output
-    assert "2 rows" in result.output
+    assert "code_o" in result.output and "3 rows" in result.output
 
 
 def test_proposals_fixture_is_well_formed():
