@@ -131,8 +131,7 @@ def test_first_chunk_too_short_is_rebalanced_with_the_next() -> None:
 
 def test_short_chunk_between_full_ones_is_rebalanced_within_limits() -> None:
     long_paragraph = " ".join(sentence(95) for _ in range(20))  # 1,919 chars
-    doc = Document.from_text(f"{long_paragraph}\n\n{sentence(150)}\n\n{long_paragraph}",
-                             "s", "t")
+    doc = Document.from_text(f"{long_paragraph}\n\n{sentence(150)}\n\n{long_paragraph}", "s", "t")
     chunks = chunk_documents([doc], max_chars=2000, min_chars=200)
     assert all(200 <= len(c.text) <= 2000 for c in chunks), [len(c.text) for c in chunks]
     assert len(chunks) == 3

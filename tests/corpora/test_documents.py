@@ -18,8 +18,9 @@ def test_doc_id_is_the_sha256_prefix_of_the_text() -> None:
 
 def test_same_text_same_id_whatever_the_source() -> None:
     first = Document.from_text("A group is a set with an operation.", "a.txt", "A")
-    second = Document.from_text("A group is a set with an operation.", "b.jsonl", "B",
-                                {"licence": "CC0"})
+    second = Document.from_text(
+        "A group is a set with an operation.", "b.jsonl", "B", {"licence": "CC0"}
+    )
     assert first.doc_id == second.doc_id
     assert first.doc_id != content_id("A group is a set with an operation!")
 

@@ -69,8 +69,15 @@ def test_documents_are_prose_rich() -> None:
 
 def test_builder_is_deterministic_and_writes_all_outputs(tmp_path: Path) -> None:
     # Two small stdlib modules keep this fast; the real build reads many more.
-    group = Group("stdlib-small", STDLIB, "code", "PSF-2.0", "https://www.python.org",
-                  ("difflib", "heapq"), quota=5)
+    group = Group(
+        "stdlib-small",
+        STDLIB,
+        "code",
+        "PSF-2.0",
+        "https://www.python.org",
+        ("difflib", "heapq"),
+        quota=5,
+    )
     first = write_corpus(tmp_path / "a", (group,))
     second = write_corpus(tmp_path / "b", (group,))
     written = (tmp_path / "a" / "documents.jsonl").read_bytes()
@@ -87,8 +94,10 @@ def test_bundled_stdlib_records_match_a_fresh_extraction() -> None:
     (stdlib,) = [group for group in GROUPS if group.package == STDLIB]
     bundled = [r for r in bundled_records() if r["source"] == STDLIB]
     if bundled[0]["package_version"] != platform.python_version():
-        pytest.skip(f"corpus built with Python {bundled[0]['package_version']}, "
-                    f"running {platform.python_version()}: docstrings may differ")
+        pytest.skip(
+            f"corpus built with Python {bundled[0]['package_version']}, "
+            f"running {platform.python_version()}: docstrings may differ"
+        )
     fresh = {c.title: c.text for c in extract_group(stdlib)}
     assert len(bundled) == stdlib.quota
     assert all(fresh.get(r["title"]) == r["text"] for r in bundled)

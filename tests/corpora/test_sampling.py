@@ -11,8 +11,9 @@ from corpora import CorpusError, Document, sample_documents
 
 @pytest.fixture
 def docs() -> list[Document]:
-    return [Document.from_text(f"Theorem {i}: statement and proof.", "s", f"T{i}")
-            for i in range(50)]
+    return [
+        Document.from_text(f"Theorem {i}: statement and proof.", "s", f"T{i}") for i in range(50)
+    ]
 
 
 def test_same_seed_same_sample(docs: list[Document]) -> None:

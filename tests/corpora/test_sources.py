@@ -25,17 +25,22 @@ def test_folder_reads_text_markdown_jsonl_and_parquet_recursively(tmp_path: Path
     (tmp_path / "notes.txt").write_text("Plain text about primes.", encoding="utf-8")
     (tmp_path / "sub" / "deeper").mkdir(parents=True)
     (tmp_path / "sub" / "deeper" / "guide.md").write_text(
-        "intro line\n# Graph colouring\n\nA proper colouring ...", encoding="utf-8")
+        "intro line\n# Graph colouring\n\nA proper colouring ...", encoding="utf-8"
+    )
     write_jsonl(tmp_path / "sub" / "rows.jsonl", [json.dumps({"text": "From JSONL."})])
     pq.write_table(pa.table({"text": ["From Parquet."]}), tmp_path / "rows.parquet")
     (tmp_path / ".hidden.txt").write_text("never read", encoding="utf-8")
 
     load = load_corpus(tmp_path)
 
-    assert sorted(doc.text for doc in load.documents) == sorted([
-        "Plain text about primes.", "intro line\n# Graph colouring\n\nA proper colouring ...",
-        "From JSONL.", "From Parquet.",
-    ])
+    assert sorted(doc.text for doc in load.documents) == sorted(
+        [
+            "Plain text about primes.",
+            "intro line\n# Graph colouring\n\nA proper colouring ...",
+            "From JSONL.",
+            "From Parquet.",
+        ]
+    )
     titles = {doc.text: doc.title for doc in load.documents}
     assert titles["Plain text about primes."] == "notes"
     assert titles["intro line\n# Graph colouring\n\nA proper colouring ..."] == "Graph colouring"
@@ -55,11 +60,14 @@ def test_folder_records_unsupported_files(tmp_path: Path) -> None:
 
 
 def test_jsonl_file_title_optional_and_other_columns_become_metadata(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "docs.jsonl", [
-        json.dumps({"text": "First.", "title": "One", "licence": "CC-BY-4.0", "tags": ["a"]}),
-        "",
-        json.dumps({"text": "Second.", "domain": "math"}),
-    ])
+    path = write_jsonl(
+        tmp_path / "docs.jsonl",
+        [
+            json.dumps({"text": "First.", "title": "One", "licence": "CC-BY-4.0", "tags": ["a"]}),
+            "",
+            json.dumps({"text": "Second.", "domain": "math"}),
+        ],
+    )
     load = load_corpus(path)
     first, second = load.documents
     assert (first.title, first.metadata) == ("One", {"licence": "CC-BY-4.0", "tags": ["a"]})
@@ -71,12 +79,14 @@ def test_jsonl_file_title_optional_and_other_columns_become_metadata(tmp_path: P
 
 def test_parquet_file_with_metadata_columns(tmp_path: Path) -> None:
     path = tmp_path / "docs.parquet"
-    table = pa.table({
-        "text": ["Alpha decay emits a helium nucleus.", None, "Beta decay emits an electron."],
-        "title": ["Alpha", "Nothing", None],
-        "year": [1899, 1900, 1901],
-        "added": [dt.date(2024, 1, 2), dt.date(2024, 1, 3), dt.date(2024, 1, 4)],
-    })
+    table = pa.table(
+        {
+            "text": ["Alpha decay emits a helium nucleus.", None, "Beta decay emits an electron."],
+            "title": ["Alpha", "Nothing", None],
+            "year": [1899, 1900, 1901],
+            "added": [dt.date(2024, 1, 2), dt.date(2024, 1, 3), dt.date(2024, 1, 4)],
+        }
+    )
     pq.write_table(table, path)
     load = load_corpus(path)
     assert [(d.title, d.metadata) for d in load.documents] == [
@@ -84,7 +94,8 @@ def test_parquet_file_with_metadata_columns(tmp_path: Path) -> None:
         ("docs row 3", {"year": 1901, "added": "2024-01-04"}),
     ]
     assert [(s.line, s.reason) for s in load.skipped] == [
-        (2, "'text' is NoneType, expected a string")]
+        (2, "'text' is NoneType, expected a string")
+    ]
 
 
 def test_single_text_file_and_bom_and_crlf(tmp_path: Path) -> None:
@@ -98,8 +109,10 @@ def test_missing_path_names_the_path_and_what_is_accepted(tmp_path: Path) -> Non
     missing = tmp_path / "nope"
     with pytest.raises(CorpusError) as error:
         load_corpus(missing)
-    assert str(error.value) == (f"corpus path '{missing}' does not exist: expected a folder, "
-                                "or a .txt, .md, .jsonl or .parquet file")
+    assert str(error.value) == (
+        f"corpus path '{missing}' does not exist: expected a folder, "
+        "or a .txt, .md, .jsonl or .parquet file"
+    )
 
 
 def test_unsupported_single_file_is_an_error(tmp_path: Path) -> None:
@@ -112,8 +125,9 @@ def test_unsupported_single_file_is_an_error(tmp_path: Path) -> None:
 def test_empty_folder_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(CorpusError) as error:
         load_corpus(tmp_path)
-    assert str(error.value) == (f"no documents found in {tmp_path}: "
-                                "expected .txt, .md, .jsonl or .parquet files")
+    assert str(error.value) == (
+        f"no documents found in {tmp_path}: expected .txt, .md, .jsonl or .parquet files"
+    )
 
 
 def test_folder_of_only_bad_files_is_an_error_listing_why(tmp_path: Path) -> None:

@@ -218,9 +218,7 @@ def _trajectory_rows(
     return rows
 
 
-def _label_row(
-    run_id: str, iteration: int, task_id: str, spec: TaskSpec, created: datetime
-) -> Row:
+def _label_row(run_id: str, iteration: int, task_id: str, spec: TaskSpec, created: datetime) -> Row:
     reference = spec.reference_answer if spec.reference_answer is not None else spec.label
     return {
         "label_id": content_key("label", task_id, CHECKPOINT),

@@ -26,8 +26,12 @@ RUN_ID = content_key("run", "concurrency")
 
 def _specs(iteration: int) -> list[TaskSpec]:
     return [
-        TaskSpec(f"Iteration {iteration}: what is {slot} + {iteration}?", str(slot + iteration),
-                 slot % (SAMPLES + 1), samples=SAMPLES)
+        TaskSpec(
+            f"Iteration {iteration}: what is {slot} + {iteration}?",
+            str(slot + iteration),
+            slot % (SAMPLES + 1),
+            samples=SAMPLES,
+        )
         for slot in range(TASKS)
     ]
 
@@ -42,12 +46,21 @@ def _write_stage(warehouse: Warehouse, index: int) -> None:
         written += warehouse.write(table, rows[table][:half])
         written += warehouse.write(table, rows[table][half:])
     stage = "solve_and_label" if solving else "propose"
-    warehouse.write("stage_runs", [{
-        "stage_run_id": content_key("stage", RUN_ID, iteration, stage),
-        "run_id": RUN_ID, "iteration": iteration, "stage": stage,
-        "started_at": rows["tasks"][0]["created_at"], "finished_at": rows["tasks"][0]["created_at"],
-        "rows_written": written, "status": "completed",
-    }])
+    warehouse.write(
+        "stage_runs",
+        [
+            {
+                "stage_run_id": content_key("stage", RUN_ID, iteration, stage),
+                "run_id": RUN_ID,
+                "iteration": iteration,
+                "stage": stage,
+                "started_at": rows["tasks"][0]["created_at"],
+                "finished_at": rows["tasks"][0]["created_at"],
+                "rows_written": written,
+                "status": "completed",
+            }
+        ],
+    )
 
 
 def main(path: str) -> None:

@@ -42,7 +42,10 @@ class WriterProcess:
     def __init__(self, path: Path) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.warehouse.run_writer", str(path)],
-            cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
         )
         # A thread owns stdout: select() on the pipe misses lines already buffered.
@@ -204,16 +207,18 @@ sys.stdin.read()
 def test_a_reader_on_the_live_file_keeps_a_writer_out_with_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "warehouse.duckdb"
     Warehouse.open(path).close()
-    reader = subprocess.Popen([sys.executable, "-c", READER_SCRIPT, str(path)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER_SCRIPT, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert reader.stdout is not None and reader.stdout.readline().strip() == "reading"
         with pytest.raises(WarehouseLockedError) as caught:
             Warehouse.open(path)
         assert caught.value.pid == reader.pid
-        assert "lets a writer in only when no other process has the file open" in str(
-            caught.value
-        )
+        assert "lets a writer in only when no other process has the file open" in str(caught.value)
     finally:
         reader.communicate(input="", timeout=30)
     with Warehouse.open(path) as warehouse:  # free again once the reader is gone

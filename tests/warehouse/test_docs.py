@@ -36,8 +36,14 @@ def test_every_table_column_has_a_row_in_its_section(memory: Warehouse, table: s
 
 @pytest.mark.parametrize("view", list(VIEWS))
 def test_every_view_and_its_columns_are_documented(memory: Warehouse, view: str) -> None:
-    section = next((body for heading, body in _sections().items() if f"`{view}`" in heading
-                    or heading == view), None)
+    section = next(
+        (
+            body
+            for heading, body in _sections().items()
+            if f"`{view}`" in heading or heading == view
+        ),
+        None,
+    )
     assert section is not None, f"docs/warehouse.md has no section naming the view {view}"
     columns = memory.query(f'SELECT * FROM "{view}" LIMIT 0').column_names
     undocumented = [name for name in columns if f"`{name}`" not in section]

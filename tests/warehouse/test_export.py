@@ -50,8 +50,9 @@ SPECS = {
     ],
     (RUN_A, 1): [
         TaskSpec("What is 12 * 3?", "36", 3),
-        TaskSpec("def f(x): return x * 2\nprint(f(3))", "6", 2, kind="code_o",
-                 label_source="executor"),
+        TaskSpec(
+            "def f(x): return x * 2\nprint(f(3))", "6", 2, kind="code_o", label_source="executor"
+        ),
         TaskSpec(SHEEP, "8", 2),
         TaskSpec(SHEEP.replace("fixed?", "fixed again?"), "8", 2),  # near duplicate
     ],
@@ -77,8 +78,14 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
             write_iteration(warehouse, run, iteration, iteration_rows(run, iteration, specs))
         warehouse.write(
             "evaluations",
-            [evaluation_row("reasoning_gym", "odd-sum-1",
-                            "Problem: compute the sum of the first ten odd numbers. Answer:", "")],
+            [
+                evaluation_row(
+                    "reasoning_gym",
+                    "odd-sum-1",
+                    "Problem: compute the sum of the first ten odd numbers. Answer:",
+                    "",
+                )
+            ],
         )
     return path
 
@@ -96,9 +103,9 @@ def _ids(path: Path) -> set[str]:
 def test_default_export_cleans_the_frontier_and_counts_each_step(source: Path, out: Path) -> None:
     result = export_curriculum(source, out, evaluation_texts=EVAL_TEXTS)
     counts = result.counts
-    assert {k: counts[k] for k in ("selected", "exact_duplicates", "near_duplicates",
-                                   "contaminated")} == {
-        "selected": 9, "exact_duplicates": 1, "near_duplicates": 1, "contaminated": 2}
+    assert {
+        k: counts[k] for k in ("selected", "exact_duplicates", "near_duplicates", "contaminated")
+    } == {"selected": 9, "exact_duplicates": 1, "near_duplicates": 1, "contaminated": 2}
     assert counts["train"] + counts["validation"] == 5
     kept = _ids(out)
     assert key(RUN_A, 1, 0) in kept and key(RUN_A, 0, 0) not in kept  # the surer copy stays
@@ -116,8 +123,17 @@ def test_rows_follow_trl_conventions(source: Path, out: Path) -> None:
     ]
     assert row["answer"] == row["solution"] == "6"
     assert row["label_source"] == "executor" and row["kind"] == "code_o"
-    assert {"task_id", "pass_rate", "band", "majority_share", "question", "reference_answer",
-            "run_id", "iteration", "doc_id"} <= set(row)
+    assert {
+        "task_id",
+        "pass_rate",
+        "band",
+        "majority_share",
+        "question",
+        "reference_answer",
+        "run_id",
+        "iteration",
+        "doc_id",
+    } <= set(row)
 
 
 def test_parquet_files_hold_the_same_rows_as_save_to_disk(source: Path, out: Path) -> None:
@@ -136,15 +152,23 @@ def test_parquet_files_hold_the_same_rows_as_save_to_disk(source: Path, out: Pat
     ("filters", "expected"),
     [
         (ExportFilters(run_ids=(RUN_B,), bands=()), {(RUN_B, 0, 0), (RUN_B, 0, 1)}),
-        (ExportFilters(iterations=(1,), kinds=("math",)),
-         {(RUN_A, 1, 0), (RUN_A, 1, 2), (RUN_A, 1, 3)}),
-        (ExportFilters(bands=("too_easy", "too_hard")),
-         {(RUN_A, 0, 2), (RUN_A, 0, 3), (RUN_B, 0, 1)}),
-        (ExportFilters(min_confidence=0.75, bands=()),
-         {(RUN_A, 0, 1), (RUN_A, 0, 2), (RUN_A, 1, 0)}),
+        (
+            ExportFilters(iterations=(1,), kinds=("math",)),
+            {(RUN_A, 1, 0), (RUN_A, 1, 2), (RUN_A, 1, 3)},
+        ),
+        (
+            ExportFilters(bands=("too_easy", "too_hard")),
+            {(RUN_A, 0, 2), (RUN_A, 0, 3), (RUN_B, 0, 1)},
+        ),
+        (
+            ExportFilters(min_confidence=0.75, bands=()),
+            {(RUN_A, 0, 1), (RUN_A, 0, 2), (RUN_A, 1, 0)},
+        ),
         (ExportFilters(label_sources=("executor",)), {(RUN_A, 1, 1)}),
-        (ExportFilters(where="question LIKE '%sheep%' AND pass_rate = 0.5"),
-         {(RUN_A, 1, 2), (RUN_A, 1, 3)}),
+        (
+            ExportFilters(where="question LIKE '%sheep%' AND pass_rate = 0.5"),
+            {(RUN_A, 1, 2), (RUN_A, 1, 3)},
+        ),
     ],
     ids=["run", "iterations+kinds", "bands", "min-confidence", "label-source", "where"],
 )
@@ -156,8 +180,9 @@ def test_named_filters_and_where_select_exactly_their_tasks(
 
 
 def test_split_is_a_stable_function_of_the_task_key(source: Path, tmp_path: Path) -> None:
-    options = ExportOptions(validation_fraction=0.5, exact_dedup=False, near_dedup=None,
-                            decontaminate=False)
+    options = ExportOptions(
+        validation_fraction=0.5, exact_dedup=False, near_dedup=None, decontaminate=False
+    )
     everything = export_curriculum(source, tmp_path / "all", ExportFilters(bands=()), options)
     frontier = export_curriculum(source, tmp_path / "frontier", ExportFilters(), options)
     assert everything.counts["validation"] > 0 and everything.counts["train"] > 0
@@ -222,8 +247,9 @@ def test_existing_folders_are_protected(source: Path, out: Path) -> None:
     export_curriculum(source, fresh, options=NO_CLEANING)
     with pytest.raises(WarehouseError, match="an earlier export; pass overwrite"):
         export_curriculum(source, fresh, options=NO_CLEANING)
-    overwrite = ExportOptions(overwrite=True, exact_dedup=False, near_dedup=None,
-                              decontaminate=False)
+    overwrite = ExportOptions(
+        overwrite=True, exact_dedup=False, near_dedup=None, decontaminate=False
+    )
     export_curriculum(source, fresh, ExportFilters(kinds=("mcq",)), overwrite)
     assert _ids(fresh) == {key(RUN_A, 0, 4)}
     assert not list(fresh.parent.glob(".fresh.partial-*"))  # no scratch folder left
@@ -234,7 +260,8 @@ def test_push_uploads_the_card_and_parquet_and_reports_a_failed_push(
 ) -> None:
     export_curriculum(source, out, options=NO_CLEANING)
     assert [path.relative_to(out).as_posix() for path in hub_files(out)] == [
-        "README.md", "data/train-00000-of-00001.parquet"  # validation is empty: no file
+        "README.md",
+        "data/train-00000-of-00001.parquet",  # validation is empty: no file
     ]
     # A real push attempt in a process that cannot reach a hub: it gets as far
     # as the first request, and the error says the export is safe on disk.
@@ -248,7 +275,11 @@ def test_push_uploads_the_card_and_parquet_and_reports_a_failed_push(
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_TOKEN": "hf_not_a_real_token"}
     done = subprocess.run(
         [sys.executable, "-c", script, str(source), str(out)],
-        capture_output=True, text=True, env=env, timeout=120, check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 3, done.stderr
     assert "pushing" in done.stdout and "selfplay-test/curriculum failed" in done.stdout

@@ -91,8 +91,9 @@ def test_one_grpo_step_on_an_export(exported: Path, tmp_path: Path) -> None:
     answers_by_question = dict(zip(train["question"], train["answer"], strict=True))
     seen: list[tuple[str, str]] = []
 
-    def answer_reward(completions: list, answer: list[str], question: list[str],
-                      **kwargs: object) -> list[float]:
+    def answer_reward(
+        completions: list, answer: list[str], question: list[str], **kwargs: object
+    ) -> list[float]:
         # Reads the export's `answer` column: digits of the label found in the completion,
         # plus a tiny length term so the two completions of a group differ.
         seen.extend(zip(question, answer, strict=True))
@@ -127,6 +128,7 @@ def test_one_grpo_step_on_an_export(exported: Path, tmp_path: Path) -> None:
     result = trainer.train()
     assert result.global_step == 1
     assert seen and all(answers_by_question[q] == a for q, a in seen)  # aligned with prompts
-    moved = [name for name, value in model.named_parameters()
-             if not torch.equal(before[name], value)]
+    moved = [
+        name for name, value in model.named_parameters() if not torch.equal(before[name], value)
+    ]
     assert moved, "one GRPO step changed no weight"

@@ -20,8 +20,16 @@ from warehouse import VIEWS, Warehouse, WarehouseError, latest_version, migrate,
 from .pipeline import TaskSpec, iteration_rows, reward_row, run_row
 
 DATA = Path(__file__).parent / "data"
-V1_TABLES = ("runs", "stage_runs", "documents", "tasks", "trajectories", "labels", "difficulty",
-             "sandbox_events")
+V1_TABLES = (
+    "runs",
+    "stage_runs",
+    "documents",
+    "tasks",
+    "trajectories",
+    "labels",
+    "difficulty",
+    "sandbox_events",
+)
 
 
 @pytest.fixture
@@ -126,6 +134,7 @@ def _write_v1_rows(path: Path, run: str, rows: dict[str, list[dict]]) -> None:
 
 
 def _json_cells(row: dict) -> dict:
-    return {key: json.dumps(value) if isinstance(value, list | dict) else value
-            for key, value in row.items()}
-
+    return {
+        key: json.dumps(value) if isinstance(value, list | dict) else value
+        for key, value in row.items()
+    }

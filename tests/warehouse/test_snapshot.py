@@ -28,8 +28,13 @@ except duckdb.IOException as err:
 
 
 def _probe(path: Path) -> str:
-    done = subprocess.run([sys.executable, "-c", PROBE, str(path)], capture_output=True,
-                          text=True, timeout=60, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return done.stdout.strip()
 
 
@@ -70,11 +75,21 @@ def test_stage_runs_writes_publish_and_other_writes_do_not(warehouse_path: Path)
     with Warehouse.open(warehouse_path) as warehouse:
         warehouse.write("tasks", [task_row(0)])
         assert _tasks_seen_by_readers(warehouse_path) == 0
-        warehouse.write("stage_runs", [{
-            "stage_run_id": "s0", "run_id": "r", "iteration": 0, "stage": "propose",
-            "started_at": datetime(2025, 1, 1), "finished_at": datetime(2025, 1, 1),
-            "rows_written": 1, "status": "completed",
-        }])
+        warehouse.write(
+            "stage_runs",
+            [
+                {
+                    "stage_run_id": "s0",
+                    "run_id": "r",
+                    "iteration": 0,
+                    "stage": "propose",
+                    "started_at": datetime(2025, 1, 1),
+                    "finished_at": datetime(2025, 1, 1),
+                    "rows_written": 1,
+                    "status": "completed",
+                }
+            ],
+        )
         assert _tasks_seen_by_readers(warehouse_path) == 1
 
 
@@ -92,8 +107,10 @@ def test_a_failed_publish_warns_and_the_run_keeps_writing(
     warehouse_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     snapshot_path(warehouse_path).mkdir(parents=True)  # a folder where the file should go
-    with caplog.at_level(logging.WARNING, logger="warehouse.writer"), \
-            Warehouse.open(warehouse_path) as warehouse:
+    with (
+        caplog.at_level(logging.WARNING, logger="warehouse.writer"),
+        Warehouse.open(warehouse_path) as warehouse,
+    ):
         assert warehouse.write("tasks", [task_row(0)]) == 1
         with pytest.raises(WarehouseError, match="cannot publish a read snapshot"):
             warehouse.publish_snapshot()
@@ -104,8 +121,10 @@ def test_a_failed_publish_warns_and_the_run_keeps_writing(
 
 def test_only_a_file_writer_publishes(warehouse_path: Path) -> None:
     Warehouse.open(warehouse_path).close()
-    with Warehouse.open(warehouse_path, read_only=True) as reader, \
-            pytest.raises(WarehouseError, match="only a writer of a warehouse file"):
+    with (
+        Warehouse.open(warehouse_path, read_only=True) as reader,
+        pytest.raises(WarehouseError, match="only a writer of a warehouse file"),
+    ):
         reader.publish_snapshot()
     with Warehouse.open(":memory:") as memory, pytest.raises(WarehouseError, match="only a writer"):
         memory.publish_snapshot()

@@ -33,10 +33,10 @@ ITERATION_0 = [
     TaskSpec("unparseable", None, 0, valid=False, doc_id=POOR_DOC),
 ]
 ITERATION_1 = [
-    TaskSpec("def f(x): return x * 2\nprint(f(3))", "6", 2, kind="code_o",
-             label_source="executor"),
-    TaskSpec("def f(x): return x - 1\nprint(f(0))", "-1", 1, kind="code_o",
-             label_source="executor"),
+    TaskSpec("def f(x): return x * 2\nprint(f(3))", "6", 2, kind="code_o", label_source="executor"),
+    TaskSpec(
+        "def f(x): return x - 1\nprint(f(0))", "-1", 1, kind="code_o", label_source="executor"
+    ),
     TaskSpec("What is 99 * 99?", "9801", 0),
 ]
 
@@ -61,10 +61,10 @@ def views_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         warehouse.write(
             "rewards",
             [
-                reward_row(RUN, task_id_for(RUN, 0, 0), 0, {"uncertainty": 1.0,
-                                                            "repetition": 0.0}),
-                reward_row(RUN, task_id_for(RUN, 0, 2), 0, {"uncertainty": 0.0,
-                                                            "repetition": -0.5}),
+                reward_row(RUN, task_id_for(RUN, 0, 0), 0, {"uncertainty": 1.0, "repetition": 0.0}),
+                reward_row(
+                    RUN, task_id_for(RUN, 0, 2), 0, {"uncertainty": 0.0, "repetition": -0.5}
+                ),
             ],
         )
     yield path
@@ -93,8 +93,12 @@ def test_frontier_tasks_lists_frontier_tasks_with_label_and_pass_rate(reader: Wa
     )
     assert rows == [
         {"question": "What is 12 * 3?", "label": "36", "pass_rate": 0.5, "majority_share": 0.5},
-        {"question": "What is 7 squared?", "label": "49", "pass_rate": 0.75,
-         "majority_share": 0.75},
+        {
+            "question": "What is 7 squared?",
+            "label": "49",
+            "pass_rate": 0.75,
+            "majority_share": 0.75,
+        },
     ]
 
 
@@ -114,8 +118,14 @@ def test_difficulty_by_iteration_counts_bands_and_the_change(reader: Warehouse) 
         "mean_pass_rate, mean_pass_rate_change FROM difficulty_by_iteration ORDER BY iteration",
     )
     assert rows[0] == {
-        "iteration": 0, "n_tasks": 4, "n_too_easy": 1, "n_frontier": 2, "n_too_hard": 1,
-        "frontier_share": 0.5, "mean_pass_rate": 0.625, "mean_pass_rate_change": None,
+        "iteration": 0,
+        "n_tasks": 4,
+        "n_too_easy": 1,
+        "n_frontier": 2,
+        "n_too_hard": 1,
+        "frontier_share": 0.5,
+        "mean_pass_rate": 0.625,
+        "mean_pass_rate_change": None,
     }
     assert rows[1]["n_tasks"] == 3 and rows[1]["n_frontier"] == 1
     assert rows[1]["mean_pass_rate"] == pytest.approx(0.25)
@@ -124,8 +134,7 @@ def test_difficulty_by_iteration_counts_bands_and_the_change(reader: Warehouse) 
 
 def test_label_quality_measures_agreement_where_a_check_exists(reader: Warehouse) -> None:
     checks = {
-        row["label"]: row
-        for row in _rows(reader, "SELECT * FROM label_checks WHERE iteration = 0")
+        row["label"]: row for row in _rows(reader, "SELECT * FROM label_checks WHERE iteration = 0")
     }
     assert checks["49"]["agrees_with_reference"] is False  # the Challenger said 48
     assert checks["36"]["agrees_with_reference"] is True
@@ -187,10 +196,20 @@ def test_document_yield_ranks_the_document_with_more_frontier_tasks_first(
         "ORDER BY frontier_yield DESC",
     )
     assert rows == [
-        {"doc_id": GOOD_DOC, "n_proposals": 2, "n_valid": 2, "n_frontier": 2,
-         "frontier_yield": 1.0},
-        {"doc_id": POOR_DOC, "n_proposals": 2, "n_valid": 1, "n_frontier": 0,
-         "frontier_yield": 0.0},
+        {
+            "doc_id": GOOD_DOC,
+            "n_proposals": 2,
+            "n_valid": 2,
+            "n_frontier": 2,
+            "frontier_yield": 1.0,
+        },
+        {
+            "doc_id": POOR_DOC,
+            "n_proposals": 2,
+            "n_valid": 1,
+            "n_frontier": 0,
+            "frontier_yield": 0.0,
+        },
     ]
 
 
@@ -201,10 +220,20 @@ def test_sandbox_events_by_kind_counts_events_and_the_hit_rate(reader: Warehouse
         "FROM sandbox_events_by_kind WHERE task_kind = 'code_o' ORDER BY event_kind",
     )
     assert rows == [
-        {"event_kind": "filesystem", "n_events": 1, "n_tasks_hit": 1, "n_tasks_of_kind": 2,
-         "task_hit_rate": 0.5},
-        {"event_kind": "network", "n_events": 2, "n_tasks_hit": 1, "n_tasks_of_kind": 2,
-         "task_hit_rate": 0.5},
+        {
+            "event_kind": "filesystem",
+            "n_events": 1,
+            "n_tasks_hit": 1,
+            "n_tasks_of_kind": 2,
+            "task_hit_rate": 0.5,
+        },
+        {
+            "event_kind": "network",
+            "n_events": 2,
+            "n_tasks_hit": 1,
+            "n_tasks_of_kind": 2,
+            "task_hit_rate": 0.5,
+        },
     ]
 
 
@@ -216,8 +245,8 @@ def test_views_follow_a_newer_label_of_the_same_task(views_path: Path, tmp_path:
         warehouse.write("labels", [_relabel(task_id)])
         warehouse.write("difficulty", [_rediff(task_id)])
         rows = warehouse.query(
-            "SELECT solver_checkpoint, band FROM labelled_tasks "
-            "WHERE task_id = ? AND is_latest", [task_id]
+            "SELECT solver_checkpoint, band FROM labelled_tasks WHERE task_id = ? AND is_latest",
+            [task_id],
         ).to_pylist()
         assert rows == [{"solver_checkpoint": "solver-step-10", "band": "frontier"}]
         frontier = warehouse.query(
@@ -229,18 +258,33 @@ def test_views_follow_a_newer_label_of_the_same_task(views_path: Path, tmp_path:
 def _relabel(task_id: str) -> dict:
     return {
         "label_id": content_key("label", task_id, "solver-step-10"),
-        "task_id": task_id, "run_id": RUN, "iteration": 1,
-        "solver_checkpoint": "solver-step-10", "label_source": "majority", "label": "2",
-        "majority_share": 0.5, "n_samples": 4, "n_answered": 4, "n_clusters": 3,
-        "cluster_sizes_json": [2, 1, 1], "equivalence_timeouts": 0,
-        "reference_answer": "2", "agrees_with_reference": True,
+        "task_id": task_id,
+        "run_id": RUN,
+        "iteration": 1,
+        "solver_checkpoint": "solver-step-10",
+        "label_source": "majority",
+        "label": "2",
+        "majority_share": 0.5,
+        "n_samples": 4,
+        "n_answered": 4,
+        "n_clusters": 3,
+        "cluster_sizes_json": [2, 1, 1],
+        "equivalence_timeouts": 0,
+        "reference_answer": "2",
+        "agrees_with_reference": True,
     }
 
 
 def _rediff(task_id: str) -> dict:
     return {
         "difficulty_id": content_key("difficulty", task_id, "solver-step-10"),
-        "task_id": task_id, "run_id": RUN, "iteration": 1,
-        "solver_checkpoint": "solver-step-10", "pass_rate": 0.5, "band": "frontier",
-        "band_low": 0.3, "band_high": 0.8, "n_samples": 4,
+        "task_id": task_id,
+        "run_id": RUN,
+        "iteration": 1,
+        "solver_checkpoint": "solver-step-10",
+        "pass_rate": 0.5,
+        "band": "frontier",
+        "band_low": 0.3,
+        "band_high": 0.8,
+        "n_samples": 4,
     }

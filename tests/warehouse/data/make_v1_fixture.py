@@ -39,8 +39,14 @@ def fixture_specs(iteration: int) -> list[TaskSpec]:
     return [
         TaskSpec(f"What is {iteration} + 2?", str(iteration + 2), 4),
         TaskSpec(f"What is {iteration} * 7?", str(iteration * 7), 2, doc_id=DOC_ID),
-        TaskSpec("Which planet is largest? A) Mars B) Jupiter", "B", 1, kind="mcq",
-                 doc_id=DOC_ID, reference_answer="A"),
+        TaskSpec(
+            "Which planet is largest? A) Mars B) Jupiter",
+            "B",
+            1,
+            kind="mcq",
+            doc_id=DOC_ID,
+            reference_answer="A",
+        ),
         TaskSpec("garbled", None, 0, valid=False),
     ]
 
@@ -62,10 +68,15 @@ def _write_v1(path: Path) -> dict[str, int]:
         warehouse.write("runs", [run_row(RUN_ID)])
         warehouse.write("documents", [document_row(DOC_ID, "Jupiter is the largest planet.")])
         for iteration in (0, 1):
-            write_iteration(warehouse, RUN_ID, iteration,
-                            iteration_rows(RUN_ID, iteration, fixture_specs(iteration)))
-        warehouse.write("sandbox_events",
-                        [sandbox_event_row(RUN_ID, task_id_for(RUN_ID, 0, 0), "network", 0)])
+            write_iteration(
+                warehouse,
+                RUN_ID,
+                iteration,
+                iteration_rows(RUN_ID, iteration, fixture_specs(iteration)),
+            )
+        warehouse.write(
+            "sandbox_events", [sandbox_event_row(RUN_ID, task_id_for(RUN_ID, 0, 0), "network", 0)]
+        )
         tables = [row["name"] for row in warehouse.query("SHOW TABLES").to_pylist()]
         return {table: warehouse.count(table) for table in tables}
 
