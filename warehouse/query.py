@@ -13,6 +13,7 @@ query. Rendering the result is the CLI's job.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,15 +35,19 @@ class SqlResult:
     source: ReadSource
 
 
+_OPEN_ATTEMPTS = 5
+
+
 def connect_reader(path: Path | str) -> tuple[duckdb.DuckDBPyConnection, ReadSource]:
     """Open the live warehouse read-only, or its writer's snapshot while it is held."""
     if str(path) == MEMORY:
         return connect(MEMORY, read_only=False), ReadSource(Path(MEMORY), Path(MEMORY), "live")
     path = Path(path)
     locked: WarehouseLockedError | None = None
-    # Twice: a writer that closes between our two opens removes its snapshot,
-    # and then the live file is free again.
-    for _ in range(2):
+    # More than once: a writer that closes between our two opens removes its snapshot (the
+    # live file is then free), and one that publishes while DuckDB opens the snapshot swaps
+    # the file under it mid-open, which DuckDB reports as a damaged file.
+    for attempt in range(_OPEN_ATTEMPTS):
         try:
             return connect(path, read_only=True), ReadSource(path, path, "live")
         except WarehouseLockedError as err:
@@ -51,8 +56,9 @@ def connect_reader(path: Path | str) -> tuple[duckdb.DuckDBPyConnection, ReadSou
         try:
             conn = connect(snapshot, read_only=True)
         except WarehouseError:
-            if snapshot.exists():
+            if snapshot.exists() and attempt == _OPEN_ATTEMPTS - 1:
                 raise
+            time.sleep(0.05)
             continue
         source = ReadSource(path, snapshot, "snapshot", locked.pid, read_stamp(conn))
         return conn, source

@@ -31,7 +31,10 @@ def test_list_override_is_parsed_as_yaml():
     ("overrides", "message"),
     [
         (["generate.tasks=0"], "generate.tasks: Input should be greater than or equal to 1"),
-        (["generate.kinds=[poetry]"], "generate.kinds.0: Input should be 'math' or 'mcq'"),
+        (
+            ["generate.kinds=[poetry]"],
+            "generate.kinds.0: Input should be 'math', 'mcq', 'code_o', 'code_i' or 'code_f'",
+        ),
         (["generate.nonsense=1"], "generate.nonsense: Extra inputs are not permitted"),
         (["labels.frontier_low=0.9"], "frontier_low (0.9) must not exceed labels.frontier_high"),
         (["tasks"], "override 'tasks' must look like section.field=value"),

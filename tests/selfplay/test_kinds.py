@@ -88,6 +88,8 @@ def test_answer_extraction_per_kind():
 
 def test_unknown_kind_lists_the_choices():
     with pytest.raises(
-        ValueError, match=r"unknown task kind 'essay'; choose from \['math', 'mcq'\]"
+        ValueError,
+        match=r"unknown task kind 'essay'; choose from "
+        r"\['code_f', 'code_i', 'code_o', 'math', 'mcq'\]",
     ):
         get_kind("essay")
