@@ -50,3 +50,26 @@ class TaskKind(Protocol):
     def extract_answer(self, completion: str) -> str | None:
         """The Solver's final answer in the completion, or None when it gave none."""
         ...
+
+
+def one_shot_messages(
+    system: str,
+    grounded: str,
+    ungrounded: str,
+    example_text: str,
+    example_answer: str,
+    document: str | None,
+) -> Messages:
+    """A Challenger prompt with one worked example turn: a 135M model copies a format it has
+    seen far more reliably than one it is only told about."""
+    if document is None:
+        example_user, user = ungrounded, ungrounded
+    else:
+        example_user = f"{grounded}\n\nText:\n{example_text}"
+        user = f"{grounded}\n\nText:\n{document}"
+    return [
+        {"role": "system", "content": system},
+        {"role": "user", "content": example_user},
+        {"role": "assistant", "content": example_answer},
+        {"role": "user", "content": user},
+    ]

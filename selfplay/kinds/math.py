@@ -5,7 +5,7 @@ Checked by math-verify against the majority of the Solver's answers (R-Zero, SPI
 
 from __future__ import annotations
 
-from selfplay.kinds.base import Messages, Proposal
+from selfplay.kinds.base import Messages, Proposal, one_shot_messages
 from selfplay.kinds.tagged import read_sections
 from verifiers.answers import extract_boxed, extract_math_answer
 
@@ -20,7 +20,6 @@ UNGROUNDED = (
     "Write one new maths question, answerable with a single number or short expression. "
     "Use exactly this format:\n" + FORMAT
 )
-# One worked example: a 135M model copies a format it has seen far more reliably than one described.
 EXAMPLE_TEXT = (
     "The area of a rectangle is its length times its width. A garden that is 4 metres long "
     "and 3 metres wide has an area of 12 square metres."
@@ -43,19 +42,9 @@ class MathKind:
     challenger_format: str | None = CHALLENGER_FORMAT
 
     def challenger_messages(self, document: str | None) -> Messages:
-        if document is None:
-            return [
-                {"role": "system", "content": SYSTEM},
-                {"role": "user", "content": UNGROUNDED},
-                {"role": "assistant", "content": EXAMPLE_ANSWER},
-                {"role": "user", "content": UNGROUNDED},
-            ]
-        return [
-            {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": f"{GROUNDED}\n\nText:\n{EXAMPLE_TEXT}"},
-            {"role": "assistant", "content": EXAMPLE_ANSWER},
-            {"role": "user", "content": f"{GROUNDED}\n\nText:\n{document}"},
-        ]
+        return one_shot_messages(
+            SYSTEM, GROUNDED, UNGROUNDED, EXAMPLE_TEXT, EXAMPLE_ANSWER, document
+        )
 
     def parse_proposal(self, completion: str) -> Proposal:
         sections = read_sections(completion, required=("question", "answer"))

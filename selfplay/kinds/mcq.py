@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from selfplay.kinds.base import Messages, Proposal
+from selfplay.kinds.base import Messages, Proposal, one_shot_messages
 from selfplay.kinds.tagged import read_sections
 from verifiers.answers import extract_choice
 
@@ -48,19 +48,9 @@ class McqKind:
     challenger_format: str | None = CHALLENGER_FORMAT
 
     def challenger_messages(self, document: str | None) -> Messages:
-        if document is None:
-            return [
-                {"role": "system", "content": SYSTEM},
-                {"role": "user", "content": UNGROUNDED},
-                {"role": "assistant", "content": EXAMPLE_ANSWER},
-                {"role": "user", "content": UNGROUNDED},
-            ]
-        return [
-            {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": f"{GROUNDED}\n\nText:\n{EXAMPLE_TEXT}"},
-            {"role": "assistant", "content": EXAMPLE_ANSWER},
-            {"role": "user", "content": f"{GROUNDED}\n\nText:\n{document}"},
-        ]
+        return one_shot_messages(
+            SYSTEM, GROUNDED, UNGROUNDED, EXAMPLE_TEXT, EXAMPLE_ANSWER, document
+        )
 
     def parse_proposal(self, completion: str) -> Proposal:
         sections = read_sections(completion, required=("question", "options", "answer"))
