@@ -35,6 +35,10 @@ def _generate(tiny_model: Path, warehouse: Path, *extra: str):
             "sampling.challenger.max_tokens=48",
             "--set",
             "sampling.solver.max_tokens=48",
+            # The tiny model's proposal is near-certain token by token; a cooler Challenger
+            # keeps the one-in-many garbled sample out of a test that counts parses.
+            "--set",
+            "sampling.challenger.temperature=0.7",
             # Free sampling, so that the mcq slots show the parser's rejections.
             "--set",
             "generate.constrained_format=false",
