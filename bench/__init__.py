@@ -1,1 +1,1 @@
-"""Benchmarks: `python -m bench.<name>`; each also exposes a function returning its figures."""
+"""Benchmarks: `python -m bench` runs all into docs/benchmarks.md, `python -m bench.NAME` one."""

@@ -10,7 +10,8 @@ copies of earlier questions). Then:
   linkage on the full matrix), run once: at B = 2,048 it takes about a minute here.
 
 It prints a table (seconds, speed-up, adjusted Rand index of the two clusterings, pairs
-scored) and `run()` returns the same figures as one dict per batch size for a later suite.
+scored); `run()` returns the same figures as one dict per batch size, `results(quick)` as
+table records for `python -m bench`.
 
     python -m bench.clustering
     python -m bench.clustering --sizes 256 512 --repeats 5
@@ -23,6 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from bench.report import BenchResult, Record, Step, no_step
 from selfplay.near_duplicates import (
     adjusted_rand_index,
     near_duplicate_clusters,
@@ -87,6 +89,27 @@ def format_table(rows: list[dict[str, float | int | bool]]) -> str:
             f"{row['clusters']:>8} {scored:>13,} {row['all_pairs']:>10,}"
         )
     return "\n".join(lines)
+
+
+def results(quick: bool = False, step: Step = no_step) -> BenchResult:
+    """Table records for `python -m bench` (quick: B = 128 and 256, best of 1)."""
+    sizes, repeats = ((128, 256), 1) if quick else (DEFAULT_SIZES, 3)
+    rows = []
+    for size in sizes:
+        step(f"B = {size:,}: ours best of {repeats}, then the O(B²) reference once")
+        rows.extend(run([size], repeats=repeats))
+    records = [
+        Record(
+            f"near-duplicate clustering, B = {row['batch_size']:,} Challenger questions, vs "
+            f"R-Zero's 1−BLEU average-linkage clustering, O(B²) (ARI {row['ari']:.3f}, "
+            f"{'identical clusters' if row['identical'] else 'clusters differ'})",
+            f"{row['ours_s']:.3f} s",
+            f"{row['reference_s']:.2f} s",
+            float(row["speedup"]),
+        )
+        for row in rows
+    ]
+    return BenchResult(records, "```\n" + format_table(rows) + "\n```")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,8 @@ Launch:
     python -m bench.executor                 # 1,000 snippets, 2 workers
     python -m bench.executor --snippets 200 --workers 2
 
-`measure_executor(...)` returns the same figures as an `ExecutorBench` for a later suite.
+`measure_executor(...)` returns the same figures as an `ExecutorBench`; `results(quick)` as
+table records for `python -m bench`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from bench.report import BenchResult, Record, Step, no_step
 from verifiers.sandbox import SandboxJob, SandboxPool, Status
 
 _TEMPLATES = (
@@ -169,6 +171,36 @@ def measure_executor(
         exec_per_s=_rate(snippet_count, exec_s),
         pool_failures=failures,
     )
+
+
+def results(quick: bool = False, step: Step = no_step) -> BenchResult:
+    """Table records for `python -m bench` (quick: 40 snippets in 2 slices)."""
+    snippets, rounds = (40, 2) if quick else (1000, 10)
+    step(f"{snippets:,} snippets, pool / subprocess / exec taking turns")
+    bench = measure_executor(snippets, workers=2, rounds=rounds)
+    pool = f"{bench.pool_per_s:,.0f} runs/s"
+    what = f"sandbox pool, {bench.snippets:,} mixed snippets ({bench.workers} workers)"
+    records = [
+        Record(
+            f"{what} vs a fresh `python -c` per snippet, {bench.workers} in flight",
+            pool,
+            f"{bench.subprocess_per_s:,.0f} runs/s",
+            bench.pool_vs_subprocess,
+        ),
+        Record(
+            f"{what} vs a `subprocess.run` loop, one by one",
+            pool,
+            f"{bench.subprocess_serial_per_s:,.0f} runs/s",
+            bench.pool_vs_serial_subprocess,
+        ),
+        Record(
+            f"{what} vs bare in-process `exec` (no isolation: the cost of isolation)",
+            pool,
+            f"{bench.exec_per_s:,.0f} runs/s",
+            bench.pool_per_s / bench.exec_per_s,
+        ),
+    ]
+    return BenchResult(records, "```\n" + bench.report() + "\n```")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,7 +24,8 @@ trajectory, 1% exact and 1% near duplicates, 1,000 evaluation texts of which
     python -m bench.warehouse
     python -m bench.warehouse --rows 200000 --slice 5000 --export-rows 100000
 
-`measure_warehouse(...)` returns the same figures as a `WarehouseBench`.
+`measure_warehouse(...)` returns the same figures as a `WarehouseBench`; `results(quick)` as
+table records for `python -m bench`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from bench.report import BenchResult, Record, Step, no_step
 from warehouse import Warehouse, migrate, utc_now
 from warehouse.export import ExportFilters, ExportOptions, export_curriculum
 
@@ -88,33 +90,40 @@ def trajectories(rows: int, tasks_per: int = 8) -> pa.Table:
     """`rows` Solver trajectories with the warehouse's column types, built column-wise."""
     index = np.arange(rows)
     pool = 1000  # distinct prompts/completions, cycled: realistic widths, cheap to build
-    prompts = pa.array([f'[{{"role": "user", "content": "What is {i} + {i % 7}?"}}]'
-                        for i in range(pool)])
-    completions = pa.array([f"Let me think step by step. {i} plus {i % 7} is "
-                            f"\\boxed{{{i + i % 7}}}." for i in range(pool)])
+    prompts = pa.array(
+        [f'[{{"role": "user", "content": "What is {i} + {i % 7}?"}}]' for i in range(pool)]
+    )
+    completions = pa.array(
+        [
+            f"Let me think step by step. {i} plus {i % 7} is \\boxed{{{i + i % 7}}}."
+            for i in range(pool)
+        ]
+    )
     cycle = pa.array(index % pool)
-    return pa.table({
-        "trajectory_id": pa.array([f"{i:032x}" for i in range(rows)]),
-        "task_id": pa.array([f"t{i:031x}" for i in index // tasks_per]),
-        "run_id": pa.repeat(pa.scalar("bench-run"), rows),
-        "iteration": pa.array((index // 100_000).astype(np.int32)),
-        "role": pa.repeat(pa.scalar("solver"), rows),
-        "sample_index": pa.array((index % tasks_per).astype(np.int32)),
-        "model": pa.repeat(pa.scalar("SmolLM2-135M-Instruct"), rows),
-        "checkpoint": pa.repeat(pa.scalar("base"), rows),
-        "sampling_json": pa.repeat(pa.scalar('{"temperature": 0.8, "max_tokens": 256}'), rows),
-        "prompt_json": prompts.take(cycle),
-        "completion": completions.take(cycle),
-        "extracted_answer": pc.cast(pa.array(index % 97), pa.string()),
-        "in_label_cluster": pa.array(index % 3 == 0),
-        "verdict": pa.array(np.where(index % 3 == 0, "correct", "incorrect")),
-        "reward": pa.array((index % 3 == 0).astype(np.float64)),
-        "prompt_tokens": pa.array(np.full(rows, 42, np.int32)),
-        "completion_tokens": pa.array((index % 200 + 10).astype(np.int32)),
-        "finish_reason": pa.repeat(pa.scalar("stop"), rows),
-        "latency_s": pa.array(np.full(rows, 0.05)),
-        "created_at": pa.repeat(_NOW, rows),
-    })
+    return pa.table(
+        {
+            "trajectory_id": pa.array([f"{i:032x}" for i in range(rows)]),
+            "task_id": pa.array([f"t{i:031x}" for i in index // tasks_per]),
+            "run_id": pa.repeat(pa.scalar("bench-run"), rows),
+            "iteration": pa.array((index // 100_000).astype(np.int32)),
+            "role": pa.repeat(pa.scalar("solver"), rows),
+            "sample_index": pa.array((index % tasks_per).astype(np.int32)),
+            "model": pa.repeat(pa.scalar("SmolLM2-135M-Instruct"), rows),
+            "checkpoint": pa.repeat(pa.scalar("base"), rows),
+            "sampling_json": pa.repeat(pa.scalar('{"temperature": 0.8, "max_tokens": 256}'), rows),
+            "prompt_json": prompts.take(cycle),
+            "completion": completions.take(cycle),
+            "extracted_answer": pc.cast(pa.array(index % 97), pa.string()),
+            "in_label_cluster": pa.array(index % 3 == 0),
+            "verdict": pa.array(np.where(index % 3 == 0, "correct", "incorrect")),
+            "reward": pa.array((index % 3 == 0).astype(np.float64)),
+            "prompt_tokens": pa.array(np.full(rows, 42, np.int32)),
+            "completion_tokens": pa.array((index % 200 + 10).astype(np.int32)),
+            "finish_reason": pa.repeat(pa.scalar("stop"), rows),
+            "latency_s": pa.array(np.full(rows, 0.05)),
+            "created_at": pa.repeat(_NOW, rows),
+        }
+    )
 
 
 def _fresh(directory: Path, name: str) -> Path:
@@ -186,65 +195,112 @@ def curriculum_tables(tasks: int, seed: int = 0) -> dict[str, pa.Table]:
     questions = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), words), " ")
     copies = np.arange(0, tasks - 1, 100)  # every 100th task is followed by a copy
     near = copies[1::2]  # half the copies get one extra word: near, not exact
-    questions = pc.if_else(_mask(tasks, copies + 1), questions.take(pa.array(np.maximum(
-        np.arange(tasks) - 1, 0))), questions)
-    questions = pc.if_else(_mask(tasks, near + 1), pc.binary_join_element_wise(
-        questions, pa.repeat(pa.scalar("again"), tasks), " "), questions)
+    questions = pc.if_else(
+        _mask(tasks, copies + 1),
+        questions.take(pa.array(np.maximum(np.arange(tasks) - 1, 0))),
+        questions,
+    )
+    questions = pc.if_else(
+        _mask(tasks, near + 1),
+        pc.binary_join_element_wise(questions, pa.repeat(pa.scalar("again"), tasks), " "),
+        questions,
+    )
     ids = pa.array([f"t{i:031x}" for i in range(tasks)])
     pass_rate = pa.array(rng.integers(0, 9, tasks) / 8)
-    band = pc.if_else(pc.greater(pass_rate, 0.8), "too_easy",
-                      pc.if_else(pc.less(pass_rate, 0.3), "too_hard", "frontier"))
-    common = {"task_id": ids, "run_id": pa.repeat(pa.scalar("bench-run"), tasks),
-              "iteration": pa.array((np.arange(tasks) // 100_000).astype(np.int32)),
-              "created_at": pa.repeat(_NOW, tasks)}
+    band = pc.if_else(
+        pc.greater(pass_rate, 0.8),
+        "too_easy",
+        pc.if_else(pc.less(pass_rate, 0.3), "too_hard", "frontier"),
+    )
+    common = {
+        "task_id": ids,
+        "run_id": pa.repeat(pa.scalar("bench-run"), tasks),
+        "iteration": pa.array((np.arange(tasks) // 100_000).astype(np.int32)),
+        "created_at": pa.repeat(_NOW, tasks),
+    }
     answers = pc.cast(pa.array(rng.integers(0, 1000, tasks)), pa.string())
     return {
         "tasks": _tasks(common, questions, answers, tasks),
         "trajectories": _curriculum_trajectories(common, questions, answers, tasks),
-        "labels": pa.table(common | {
-            "label_id": ids, "solver_checkpoint": pa.repeat(pa.scalar("base"), tasks),
-            "label_source": pa.repeat(pa.scalar("majority"), tasks), "label": answers,
-            "majority_share": pass_rate, "n_samples": _ints(8, tasks),
-            "n_answered": _ints(8, tasks), "n_clusters": _ints(3, tasks),
-            "cluster_sizes_json": pa.repeat(pa.scalar("[4, 3, 1]"), tasks),
-            "equivalence_timeouts": _ints(0, tasks), "reference_answer": answers,
-            "agrees_with_reference": pa.repeat(pa.scalar(True), tasks)}),
-        "difficulty": pa.table(common | {
-            "difficulty_id": ids, "solver_checkpoint": pa.repeat(pa.scalar("base"), tasks),
-            "pass_rate": pass_rate, "band": band,
-            "band_low": pa.repeat(pa.scalar(0.3), tasks),
-            "band_high": pa.repeat(pa.scalar(0.8), tasks), "n_samples": _ints(8, tasks)}),
+        "labels": pa.table(
+            common
+            | {
+                "label_id": ids,
+                "solver_checkpoint": pa.repeat(pa.scalar("base"), tasks),
+                "label_source": pa.repeat(pa.scalar("majority"), tasks),
+                "label": answers,
+                "majority_share": pass_rate,
+                "n_samples": _ints(8, tasks),
+                "n_answered": _ints(8, tasks),
+                "n_clusters": _ints(3, tasks),
+                "cluster_sizes_json": pa.repeat(pa.scalar("[4, 3, 1]"), tasks),
+                "equivalence_timeouts": _ints(0, tasks),
+                "reference_answer": answers,
+                "agrees_with_reference": pa.repeat(pa.scalar(True), tasks),
+            }
+        ),
+        "difficulty": pa.table(
+            common
+            | {
+                "difficulty_id": ids,
+                "solver_checkpoint": pa.repeat(pa.scalar("base"), tasks),
+                "pass_rate": pass_rate,
+                "band": band,
+                "band_low": pa.repeat(pa.scalar(0.3), tasks),
+                "band_high": pa.repeat(pa.scalar(0.8), tasks),
+                "n_samples": _ints(8, tasks),
+            }
+        ),
     }
 
 
 def _tasks(common: dict, questions: pa.Array, answers: pa.Array, tasks: int) -> pa.Table:
-    return pa.table(common | {
-        "slot": pa.array(np.arange(tasks, dtype=np.int32)),
-        "kind": pa.repeat(pa.scalar("math"), tasks),
-        "grounded": pa.repeat(pa.scalar(False), tasks),
-        "challenger_model": pa.repeat(pa.scalar("SmolLM2-135M-Instruct"), tasks),
-        "prompt_json": pa.repeat(pa.scalar('[{"role": "user", "content": "Propose."}]'), tasks),
-        "raw_completion": questions, "parse_status": pa.repeat(pa.scalar("valid"), tasks),
-        "question": questions, "reference_answer": answers,
-        "sampling_json": pa.repeat(pa.scalar('{"temperature": 0.8}'), tasks),
-        "completion_tokens": _ints(40, tasks), "latency_s": pa.repeat(pa.scalar(0.1), tasks)})
+    return pa.table(
+        common
+        | {
+            "slot": pa.array(np.arange(tasks, dtype=np.int32)),
+            "kind": pa.repeat(pa.scalar("math"), tasks),
+            "grounded": pa.repeat(pa.scalar(False), tasks),
+            "challenger_model": pa.repeat(pa.scalar("SmolLM2-135M-Instruct"), tasks),
+            "prompt_json": pa.repeat(pa.scalar('[{"role": "user", "content": "Propose."}]'), tasks),
+            "raw_completion": questions,
+            "parse_status": pa.repeat(pa.scalar("valid"), tasks),
+            "question": questions,
+            "reference_answer": answers,
+            "sampling_json": pa.repeat(pa.scalar('{"temperature": 0.8}'), tasks),
+            "completion_tokens": _ints(40, tasks),
+            "latency_s": pa.repeat(pa.scalar(0.1), tasks),
+        }
+    )
 
 
 def _curriculum_trajectories(
     common: dict, questions: pa.Array, answers: pa.Array, tasks: int
 ) -> pa.Table:
     prompts = pc.binary_join_element_wise(
-        pa.repeat(pa.scalar('[{"role": "user", "content": "'), tasks), questions,
-        pa.repeat(pa.scalar('"}]'), tasks), "")
-    return pa.table(common | {
-        "trajectory_id": common["task_id"], "role": pa.repeat(pa.scalar("solver"), tasks),
-        "sample_index": _ints(0, tasks), "model": pa.repeat(pa.scalar("solver"), tasks),
-        "checkpoint": pa.repeat(pa.scalar("base"), tasks),
-        "sampling_json": pa.repeat(pa.scalar("{}"), tasks), "prompt_json": prompts,
-        "completion": answers, "extracted_answer": answers,
-        "prompt_tokens": _ints(30, tasks), "completion_tokens": _ints(10, tasks),
-        "finish_reason": pa.repeat(pa.scalar("stop"), tasks),
-        "latency_s": pa.repeat(pa.scalar(0.1), tasks)})
+        pa.repeat(pa.scalar('[{"role": "user", "content": "'), tasks),
+        questions,
+        pa.repeat(pa.scalar('"}]'), tasks),
+        "",
+    )
+    return pa.table(
+        common
+        | {
+            "trajectory_id": common["task_id"],
+            "role": pa.repeat(pa.scalar("solver"), tasks),
+            "sample_index": _ints(0, tasks),
+            "model": pa.repeat(pa.scalar("solver"), tasks),
+            "checkpoint": pa.repeat(pa.scalar("base"), tasks),
+            "sampling_json": pa.repeat(pa.scalar("{}"), tasks),
+            "prompt_json": prompts,
+            "completion": answers,
+            "extracted_answer": answers,
+            "prompt_tokens": _ints(30, tasks),
+            "completion_tokens": _ints(10, tasks),
+            "finish_reason": pa.repeat(pa.scalar("stop"), tasks),
+            "latency_s": pa.repeat(pa.scalar(0.1), tasks),
+        }
+    )
 
 
 def _ints(value: int, count: int) -> pa.Array:
@@ -257,9 +313,7 @@ def _mask(count: int, positions: np.ndarray) -> pa.Array:
     return pa.array(mask)
 
 
-def time_export(
-    directory: Path, tasks: int
-) -> tuple[float, dict[str, int], dict[str, float]]:
+def time_export(directory: Path, tasks: int) -> tuple[float, dict[str, int], dict[str, float]]:
     path = _fresh(directory, "curriculum")
     tables = curriculum_tables(tasks)
     with Warehouse.open(path, snapshots=False) as warehouse:
@@ -267,39 +321,64 @@ def time_export(
             warehouse.write(table, rows)
     # 1,000 evaluation texts, 100 of which quote a task: the decontamination finds work.
     quoted = tables["tasks"]["question"].take(pa.array(np.arange(50, tasks, max(tasks // 100, 1))))
-    evaluations = [f"Evaluation item {i}: what is {i} plus {i + 1}, shown step by step?"
-                   for i in range(1000 - len(quoted))]
+    evaluations = [
+        f"Evaluation item {i}: what is {i} plus {i + 1}, shown step by step?"
+        for i in range(1000 - len(quoted))
+    ]
     evaluations += [f"Benchmark question: {text} Answer:" for text in quoted.to_pylist()]
     started = time.perf_counter()
     result = export_curriculum(
-        path, directory / "export", ExportFilters(bands=()),
-        ExportOptions(overwrite=True), evaluation_texts=evaluations,
+        path,
+        directory / "export",
+        ExportFilters(bands=()),
+        ExportOptions(overwrite=True),
+        evaluation_texts=evaluations,
     )
     return time.perf_counter() - started, result.counts, result.seconds
 
 
 def measure_warehouse(
-    rows: int = 1_000_000, slice_rows: int = 20_000, export_rows: int = 1_000_000,
+    rows: int = 1_000_000,
+    slice_rows: int = 20_000,
+    export_rows: int = 1_000_000,
     repeats: int = 2,
+    step: Step = no_step,
 ) -> WarehouseBench:
     """Run every measurement once (writer and raw `repeats` times, taking the best)."""
     import datasets
 
     datasets.disable_progress_bars()
+    step(f"building {rows:,} trajectory rows")
     table = trajectories(rows)
     with tempfile.TemporaryDirectory(prefix="bench-warehouse-") as scratch:
         directory = Path(scratch)
         writer_s, raw_s = [], []
         for _ in range(repeats):  # alternate, so background load hits both alike
+            step("ingest: our writer, then a raw Arrow insert")
             writer_s.append(time_writer(directory, table))
             raw_s.append(time_raw(directory, table))
         part = table.slice(0, slice_rows)
+        step(f"row-by-row INSERT of {slice_rows:,} rows")
         autocommit = time_row_by_row(directory, part, one_transaction=False)
         transaction = time_row_by_row(directory, part, one_transaction=True)
+        step("snapshot publish")
         snapshot_s, snapshot_mb = time_snapshot(directory)
+        step(f"curriculum export of {export_rows:,} tasks")
         export_s, counts, steps = time_export(directory, export_rows)
-    return WarehouseBench(rows, slice_rows, min(writer_s), min(raw_s), autocommit, transaction,
-                          snapshot_s, snapshot_mb, export_rows, export_s, counts, steps)
+    return WarehouseBench(
+        rows,
+        slice_rows,
+        min(writer_s),
+        min(raw_s),
+        autocommit,
+        transaction,
+        snapshot_s,
+        snapshot_mb,
+        export_rows,
+        export_s,
+        counts,
+        steps,
+    )
 
 
 def report(bench: WarehouseBench) -> str:
@@ -309,28 +388,71 @@ def report(bench: WarehouseBench) -> str:
     def verdict(ratio: float, target: float) -> str:
         return "meets" if ratio >= target else "MISSES"
 
-    return "\n".join([
-        f"warehouse ingest: {bench.rows:,} trajectory rows into a fresh DuckDB file",
-        line("our writer (Warehouse.write, one Arrow batch)", bench.rows, bench.writer_s),
-        line("raw DuckDB Arrow INSERT, same schema", bench.rows, bench.raw_s),
-        line("row-by-row INSERT, autocommit (slice)", bench.slice_rows, bench.row_autocommit_s),
-        line("row-by-row INSERT, one transaction (slice)", bench.slice_rows,
-             bench.row_transaction_s),
-        f"  row-by-row ran on a {bench.slice_rows:,}-row slice (a million one by one would take "
-        f"~{bench.rows / bench.slice_rows * bench.row_autocommit_s / 60:.0f} min); "
-        "ratios compare rows per second",
-        "ratios (rows/s):",
-        f"  writer / row-by-row autocommit   {bench.vs_row_autocommit:8.0f}x   target >= "
-        f"{TARGET_ROW_BY_ROW:.0f}x: {verdict(bench.vs_row_autocommit, TARGET_ROW_BY_ROW)}",
-        f"  writer / row-by-row transaction  {bench.vs_row_transaction:8.0f}x",
-        f"  writer / raw Arrow insert        {bench.vs_raw:8.2f}x   target >= {TARGET_RAW}x: "
-        f"{verdict(bench.vs_raw, TARGET_RAW)}",
-        f"snapshot publish of that warehouse ({bench.snapshot_mb:.0f} MB): "
-        f"{bench.snapshot_s:.2f} s",
-        f"curriculum export of {bench.export_rows:,} tasks: {bench.export_s:.1f} s "
-        f"({', '.join(f'{k} {v:,}' for k, v in bench.export_counts.items())})",
-        "  steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in bench.export_steps.items()),
-    ])
+    return "\n".join(
+        [
+            f"warehouse ingest: {bench.rows:,} trajectory rows into a fresh DuckDB file",
+            line("our writer (Warehouse.write, one Arrow batch)", bench.rows, bench.writer_s),
+            line("raw DuckDB Arrow INSERT, same schema", bench.rows, bench.raw_s),
+            line("row-by-row INSERT, autocommit (slice)", bench.slice_rows, bench.row_autocommit_s),
+            line(
+                "row-by-row INSERT, one transaction (slice)",
+                bench.slice_rows,
+                bench.row_transaction_s,
+            ),
+            f"  row-by-row ran on a {bench.slice_rows:,}-row slice (a million one by one would "
+            f"take ~{bench.rows / bench.slice_rows * bench.row_autocommit_s / 60:.0f} min); "
+            "ratios compare rows per second",
+            "ratios (rows/s):",
+            f"  writer / row-by-row autocommit   {bench.vs_row_autocommit:8.0f}x   target >= "
+            f"{TARGET_ROW_BY_ROW:.0f}x: {verdict(bench.vs_row_autocommit, TARGET_ROW_BY_ROW)}",
+            f"  writer / row-by-row transaction  {bench.vs_row_transaction:8.0f}x",
+            f"  writer / raw Arrow insert        {bench.vs_raw:8.2f}x   target >= {TARGET_RAW}x: "
+            f"{verdict(bench.vs_raw, TARGET_RAW)}",
+            f"snapshot publish of that warehouse ({bench.snapshot_mb:.0f} MB): "
+            f"{bench.snapshot_s:.2f} s",
+            f"curriculum export of {bench.export_rows:,} tasks: {bench.export_s:.1f} s "
+            f"({', '.join(f'{k} {v:,}' for k, v in bench.export_counts.items())})",
+            "  steps: " + ", ".join(f"{k} {v:.1f} s" for k, v in bench.export_steps.items()),
+        ]
+    )
+
+
+def results(quick: bool = False, step: Step = no_step) -> BenchResult:
+    """Table records for `python -m bench` (quick: 20,000 rows, 1,000 one by one, 5,000
+    exported)."""
+    rows, slice_rows, export_rows = (
+        (20_000, 1_000, 5_000) if quick else (1_000_000, 20_000, 1_000_000)
+    )
+    bench = measure_warehouse(rows, slice_rows, export_rows, step=step)
+    ours = f"{bench.rows / bench.writer_s:,.0f} rows/s"
+    what = f"warehouse ingest, {bench.rows:,} trajectories in one `Warehouse.write`"
+    sliced = f" ({bench.slice_rows:,}-row slice)"
+    records = [
+        Record(
+            f"{what} vs raw DuckDB Arrow `INSERT` (no checks, no idempotence)",
+            ours,
+            f"{bench.rows / bench.raw_s:,.0f} rows/s",
+            bench.vs_raw,
+        ),
+        Record(
+            f"{what} vs row-by-row `INSERT`, autocommit{sliced}",
+            ours,
+            f"{bench.slice_rows / bench.row_autocommit_s:,.0f} rows/s",
+            bench.vs_row_autocommit,
+        ),
+        Record(
+            f"{what} vs row-by-row `INSERT` in one transaction{sliced}",
+            ours,
+            f"{bench.slice_rows / bench.row_transaction_s:,.0f} rows/s",
+            bench.vs_row_transaction,
+        ),
+        Record(
+            f"curriculum export of {bench.export_rows:,} tasks (dedup, decontamination, "
+            "`save_to_disk`, Parquet, card)",
+            f"{bench.export_s:.1f} s",
+        ),
+    ]
+    return BenchResult(records, "```\n" + report(bench) + "\n```")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -102,6 +102,107 @@ def _print_summary(summary: dict) -> None:
 
 
 @main.command()
+@config_option
+@set_option
+@click.option(
+    "--iterations", type=click.IntRange(min=1), help="Self-play iterations (run.iterations)."
+)
+@click.option("--tasks", type=int, help="Challenger proposals per iteration (generate.tasks).")
+@click.option("--warehouse", type=click.Path(path_type=Path), help="DuckDB file to write.")
+@click.option(
+    "--resume",
+    "resume_id",
+    metavar="RUN_ID",
+    help="Continue this run from its last committed stage, with the config it started with "
+    "(--iterations may raise the count; other options are refused).",
+)
+def run(
+    config_path: Path | None,
+    overrides: tuple[str, ...],
+    iterations: int | None,
+    tasks: int | None,
+    warehouse: Path | None,
+    resume_id: str | None,
+) -> None:
+    """Self-play: K iterations of generate, Solver GRPO, Challenger GRPO and held-out evaluation.
+
+    Example: selfplay run --iterations 3 --warehouse runs/selfplay.duckdb
+    """
+    extra = [f"run.iterations={iterations}"] if iterations is not None else []
+    extra += [f"generate.tasks={tasks}"] if tasks is not None else []
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "selfplay,corpora,verifiers,warehouse")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    from flows.generate import preflight
+    from flows.run import run_flow, stored_config
+
+    try:
+        if resume_id is not None:
+            if config_path is not None or overrides or tasks is not None:
+                raise ConfigError(
+                    "--resume continues a run with the config it started with; "
+                    "only --iterations and --warehouse may be given"
+                )
+            path = warehouse or load_config(None, []).warehouse.path
+            config = stored_config(path, resume_id)
+            config = config.model_copy(
+                update={
+                    "warehouse": config.warehouse.model_copy(update={"path": path}),
+                    "run": config.run.model_copy(update={"iterations": iterations})
+                    if iterations is not None
+                    else config.run,
+                }
+            )
+        else:
+            extra += [f"warehouse.path={warehouse}"] if warehouse is not None else []
+            config = load_config(config_path, [*overrides, *extra])
+        preflight(config)  # fail on bad input before Prefect's server starts
+        summary = run_flow(
+            config=config.model_dump(mode="json"), resume=resume_id, command=" ".join(sys.argv)
+        )
+    except USER_ERRORS as exc:
+        _fail(exc)
+    _print_run_summary(summary)
+
+
+def _print_run_summary(summary: dict) -> None:
+    benchmarks = sorted(
+        {name for it in summary["iterations"] for name in it["heldout"]} | set(summary["baseline"])
+    )
+    table = Table(
+        "iteration",
+        "proposals",
+        "valid",
+        "frontier",
+        "GRPO steps (S/C)",
+        *benchmarks,
+        "seconds",
+        title="held-out accuracy and data per iteration",
+    )
+    table.add_row("0 (start)", "", "", "", "", *_scores(summary["baseline"], benchmarks), "")
+    for it in summary["iterations"]:
+        table.add_row(
+            str(it["iteration"]) + (" (resumed)" if it["resumed"] else ""),
+            str(it["proposals"]),
+            str(it["valid"]),
+            str(it["bands"].get("frontier", 0)),
+            f"{it['solver_steps']}/{it['challenger_steps']}",
+            *_scores(it["heldout"], benchmarks),
+            f"{sum(it['stage_seconds'].values()):.0f}",
+        )
+    console.print(table)
+    # Plain lines, not a caption: ids and paths must not be wrapped or cut.
+    click.echo(f"run id: {summary['run_id']}")
+    click.echo(f"checkpoints: {summary['run_dir']}")
+    click.echo(f"warehouse: {summary['warehouse']}")
+    click.echo(f"stages already committed, skipped: {summary['skipped_stages']}")
+    click.echo(f"wall time: {summary['wall_seconds']:.0f} s")
+
+
+def _scores(scores: dict[str, float], benchmarks: list[str]) -> list[str]:
+    return [f"{scores[name]:.1%}" if name in scores else "-" for name in benchmarks]
+
+
+@main.command()
 @click.argument("query")
 @config_option
 @set_option
@@ -311,6 +412,108 @@ def prepare_model(config_path: Path | None, overrides: tuple[str, ...]) -> None:
             click.echo(f"{role}: {path}")
     except USER_ERRORS as exc:
         _fail(exc)
+
+
+@main.command()
+@click.argument("run_id")
+@config_option
+@set_option
+@click.option("--warehouse", type=click.Path(path_type=Path), help="DuckDB file to read.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the PNG plots [default: reports/RUN_ID beside the warehouse file].",
+)
+def report(
+    run_id: str,
+    config_path: Path | None,
+    overrides: tuple[str, ...],
+    warehouse: Path | None,
+    out_dir: Path | None,
+) -> None:
+    """Print a run's per-iteration table and write its plots (difficulty, held-out accuracy).
+
+    RUN_ID may be any unique prefix of the id. Works during a run too: it then reads the
+    run's latest snapshot and says how old it is.
+
+    Example: selfplay report 3fa2 --warehouse runs/selfplay.duckdb
+    """
+    from selfplay.report import ReportError, build_report, write_plots
+
+    try:
+        config = load_config(config_path, list(overrides))
+        path = warehouse or config.warehouse.path
+        run_report = build_report(path, run_id)
+        out = out_dir or Path(path).parent / "reports" / run_report.run_id
+        plots = write_plots(run_report, out)
+    except (*USER_ERRORS, ReportError, OSError) as exc:
+        _fail(exc)
+    _print_report(run_report)
+    for plot in plots:
+        click.echo(f"plot: {plot}")
+    if not plots:
+        click.echo("no plots: the run has no difficulty, evaluation or stage rows yet")
+
+
+def _print_report(run_report: object) -> None:
+    from rich import box
+    from rich.table import Column
+
+    from selfplay.report import BANDS, RunReport
+    from warehouse.writer import utc_now
+
+    assert isinstance(run_report, RunReport)
+
+    def share(value: float | None, checked: int | None = None) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.0%}" + (f" ({checked})" if checked is not None else "")
+
+    caption = (
+        "label=ref: majority labels equal to the Challenger's own answer (the only check for "
+        "math/mcq; not ground truth), (labels checked). exec maj: code tasks whose most common "
+        "Solver answer the executor passed, (tasks). held-out: after the iteration, mean over "
+        "benchmarks (0: the starting model). time: seconds in stages."
+    )
+    if run_report.source.kind != "live":
+        caption += "\n" + run_report.source.describe(utc_now())
+    # Short header words, a light box, and only the two "share (n)" columns may wrap: the
+    # table fits 80 columns without cutting a number.
+    fixed = ["iter", "pro-\nposals", "valid", "too\neasy", "fron-\ntier", "too\nhard"]
+    table = Table(
+        *(Column(header, no_wrap=True) for header in fixed),
+        "label\n=ref",
+        "exec\nmaj",
+        *(Column(h, no_wrap=True) for h in ("Challenger\nreward", "held-\nout", "time\n(s)")),
+        title=f"run {run_report.run_id}, started {run_report.created_at:%Y-%m-%d %H:%M} UTC",
+        caption=caption,
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        show_edge=False,
+        pad_edge=False,
+    )
+    for row in run_report.iterations:
+        counts = [row.proposals, row.valid, *(row.bands[band] for band in BANDS)]
+        table.add_row(
+            str(row.iteration),
+            *(str(n) if row.has_tasks else "-" for n in counts),
+            share(row.label_agreement, row.label_checked),
+            share(row.executor_majority_accuracy, row.executor_checked),
+            "-" if row.challenger_reward_mean is None else f"{row.challenger_reward_mean:.3f}",
+            share(row.heldout_accuracy),
+            "-" if row.seconds is None else f"{row.seconds:.0f}",
+        )
+    console.print(table)
+    if run_report.benchmarks:
+        heldout = Table(
+            "iter", *run_report.benchmarks, title="held-out accuracy", box=box.SIMPLE_HEAD
+        )
+        for row in run_report.iterations:
+            if row.heldout:
+                cells = (share(row.heldout.get(name)) for name in run_report.benchmarks)
+                heldout.add_row(str(row.iteration), *cells)
+        console.print(heldout)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 Thin wiring of `selfplay.generate`: every stage is a Prefect task around a plain function,
 so the same stages run in a unit test without Prefect. Everything that can fail on bad input
 (models, corpus, warehouse path) is checked before the first row is written, and each stage
-writes its rows in one Arrow batch and then a `stage_runs` row, so a crash leaves whole
-stages behind, never half of one.
+commits its rows and its `stage_runs` row in one transaction, so a crash leaves whole stages
+behind, never half of one. `flows/run.py` reuses these stages for every iteration of a run.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from selfplay.generate import (
 from selfplay.kinds import EXECUTED_KINDS
 from selfplay.models import resolve_model
 from selfplay.rows import (
+    challenger_reward_rows,
     document_rows,
     label_rows,
     run_row,
@@ -65,44 +66,72 @@ class GenerateSummary:
 
 
 class _Stages:
-    """Engines, verifier pool and the warehouse writer of one run, opened once, closed once."""
+    """Engines, verifier pool and the warehouse writer of one run, opened once, closed once.
 
-    def __init__(self, config: Config, warehouse: Warehouse, run_id: str) -> None:
+    `challenger_model` / `solver_model` default to the configured models; a resumed run
+    passes the checkpoints it had reached. Same weights for both roles: one engine serves
+    both (SPICE / Absolute Zero style), and training reloads it in place.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        warehouse: Warehouse,
+        run_id: str,
+        challenger_model: str | None = None,
+        solver_model: str | None = None,
+    ) -> None:
         self.config, self.warehouse, self.run_id = config, warehouse, run_id
-        self.challenger_model = resolve_model(config.model.challenger, config.model.cache_dir)
-        self.solver_model = resolve_model(config.model.solver, config.model.cache_dir)
-        self.engines: dict[str, RolloutEngine] = {}
+        cache = config.model.cache_dir
+        self.challenger_model = challenger_model or resolve_model(config.model.challenger, cache)
+        self.solver_model = solver_model or resolve_model(config.model.solver, cache)
+        self._challenger: RolloutEngine | None = None
+        self._solver: RolloutEngine | None = None
         self.checker: EquivalenceChecker | None = None
         self.pool: SandboxPool | None = None
         self.summary = GenerateSummary(run_id=run_id, warehouse=str(config.warehouse.path))
 
-    def engine(self, model: str) -> RolloutEngine:
-        # Same weights for both roles: one engine serves both (SPICE / Absolute Zero style).
-        if model not in self.engines:
-            self.engines[model] = RolloutEngine(model, self.config.engine, self.config.run.seed)
-        return self.engines[model]
+    def start_engines(self) -> None:
+        settings, seed = self.config.engine, self.config.run.seed
+        if self._challenger is None:
+            self._challenger = RolloutEngine(self.challenger_model, settings, seed)
+        if self._solver is None:
+            same = self.solver_model == self.challenger_model
+            self._solver = (
+                self._challenger if same else RolloutEngine(self.solver_model, settings, seed)
+            )
 
-    def record_stage(self, iteration: int, stage: str, started: float, rows: int) -> None:
-        """Mark a stage complete; its rows were committed before this row."""
-        finished = time.time()
-        self.warehouse.write(
-            "stage_runs",
-            [
-                {
-                    "stage_run_id": content_key("stage", self.run_id, iteration, stage),
-                    "run_id": self.run_id,
-                    "iteration": iteration,
-                    "stage": stage,
-                    "started_at": datetime.fromtimestamp(started, UTC),
-                    "finished_at": datetime.fromtimestamp(finished, UTC),
-                    "rows_written": rows,
-                    "status": "completed",
-                }
-            ],
-        )
+    @property
+    def challenger(self) -> RolloutEngine:
+        assert self._challenger is not None, "start-engines runs first"
+        return self._challenger
+
+    @property
+    def solver(self) -> RolloutEngine:
+        assert self._solver is not None, "start-engines runs first"
+        return self._solver
+
+    def commit(
+        self, iteration: int, stage: str, started: float, tables: dict[str, list[dict]]
+    ) -> int:
+        """Write a stage's rows and its `stage_runs` row in one transaction; return the rows."""
+        rows = sum(len(table_rows) for table_rows in tables.values())
+        stage_run = {
+            "stage_run_id": content_key("stage", self.run_id, iteration, stage),
+            "run_id": self.run_id,
+            "iteration": iteration,
+            "stage": stage,
+            "started_at": datetime.fromtimestamp(started, UTC),
+            "finished_at": datetime.now(UTC),
+            "rows_written": rows,
+            "status": "completed",
+        }
+        self.warehouse.write_all({**tables, "stage_runs": [stage_run]})
+        return rows
 
     def close(self) -> None:
-        for engine in self.engines.values():
+        engines = {id(e): e for e in (self._challenger, self._solver) if e is not None}
+        for engine in engines.values():
             engine.close()
         if self.checker is not None:
             self.checker.close()
@@ -112,8 +141,7 @@ class _Stages:
 
 @task(name="start-engines", cache_policy=NONE)
 def start_engines(stages: _Stages) -> None:
-    stages.engine(stages.challenger_model)
-    stages.engine(stages.solver_model)
+    stages.start_engines()
     config = stages.config
     stages.checker = EquivalenceChecker(
         workers=config.labels.equivalence_workers, timeout_s=config.labels.equivalence_timeout_s
@@ -132,13 +160,14 @@ def propose_stage(stages: _Stages, documents: list[Document], iteration: int) ->
     logger = get_run_logger()
     started = time.time()
     slots = plan_slots(stages.config, documents, stages.run_id, iteration)
-    tasks = propose(stages.engine(stages.challenger_model), slots, stages.config, stages.pool)
+    engine = stages.challenger
+    tasks = propose(engine, slots, stages.config, stages.pool)
     grounding = [s.document for s in slots if s.document is not None]
-    written = stages.warehouse.write("documents", document_rows(grounding))
-    written += stages.warehouse.write(
-        "tasks", task_rows(tasks, stages.challenger_model, stages.config.sampling.challenger)
-    )
-    stages.record_stage(iteration, "propose", started, written)
+    tables = {
+        "documents": document_rows(grounding),
+        "tasks": task_rows(tasks, engine.model, stages.config.sampling.challenger),
+    }
+    stages.commit(iteration, "propose", started, tables)
     summary = stages.summary
     summary.stage_seconds["propose"] = round(time.time() - started, 2)
     summary.proposals = len(tasks)
@@ -159,7 +188,7 @@ def propose_stage(stages: _Stages, documents: list[Document], iteration: int) ->
 def solve_stage(stages: _Stages, tasks: list[ProposedTask]) -> list[SolverSample]:
     logger = get_run_logger()
     started = time.time()
-    samples = solve(stages.engine(stages.solver_model), tasks, stages.config)
+    samples = solve(stages.solver, tasks, stages.config)
     stages.summary.stage_seconds["solve"] = round(time.time() - started, 2)
     answered = sum(s.answer is not None for s in samples)
     logger.info("Solver: %d samples, %d with an extractable answer", len(samples), answered)
@@ -178,15 +207,17 @@ def label_stage(
     started = time.time()
     assert stages.checker is not None, "start-engines opens the checker"
     labels = label(stages.checker, tasks, samples, stages.config, stages.pool)
-    config, model = stages.config, stages.solver_model
+    config, model = stages.config, stages.solver.model
     labels_out, difficulty_out = label_rows(labels, tasks, model, config)
-    trajectories = trajectory_rows(samples, labels, tasks, model, config.sampling.solver)
-    written = stages.warehouse.write("trajectories", trajectories)
-    written += stages.warehouse.write("labels", labels_out)
-    written += stages.warehouse.write("difficulty", difficulty_out)
-    written += stages.warehouse.write("sandbox_events", sandbox_event_rows(tasks, labels))
+    tables = {
+        "trajectories": trajectory_rows(samples, labels, tasks, model, config.sampling.solver),
+        "labels": labels_out,
+        "difficulty": difficulty_out,
+        "sandbox_events": sandbox_event_rows(tasks, labels),
+        "rewards": challenger_reward_rows(tasks, labels, config),
+    }
     # Trajectories need their verdicts, so solving and labelling commit as one stage.
-    stages.record_stage(iteration, "solve_and_label", solve_started, written)
+    stages.commit(iteration, "solve_and_label", solve_started, tables)
     summary = stages.summary
     summary.stage_seconds["label"] = round(time.time() - started, 2)
     summary.solver_samples = len(samples)
@@ -211,7 +242,7 @@ def preflight(config: Config) -> list[Document]:
     return documents
 
 
-@flow(name="generate", log_prints=True)
+@flow(name="generate")
 def generate_flow(config: dict[str, Any] | None = None, command: str = "generate") -> dict:
     """Propose, solve and label one iteration of tasks; every row lands in the warehouse."""
     cfg = Config.model_validate(config or {})

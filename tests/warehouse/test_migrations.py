@@ -68,8 +68,8 @@ def test_v1_file_is_upgraded_in_place_without_losing_a_row(v1_path: Path) -> Non
     }
     with Warehouse.open(v1_path) as warehouse:
         versions = warehouse.query("SELECT version FROM schema_version ORDER BY version")
-        assert versions.column("version").to_pylist() == [1, 2]
-        assert warehouse.count("rewards") == 0 and warehouse.count("evaluations") == 0
+        assert versions.column("version").to_pylist() == [1, 2, 3]
+        assert warehouse.count("rewards") == 0 and warehouse.count("checkpoints") == 0
     assert _dump(v1_path, V1_TABLES) == before  # every row, every value, unchanged
 
 
@@ -111,7 +111,7 @@ def test_v1_file_written_now_by_the_frozen_v1_ddl_upgrades_too(tmp_path: Path) -
         assert warehouse.count("tasks") == 40
         assert warehouse.count("trajectories") == 40 * 4
     assert _dump(path, V1_TABLES) == before
-    assert latest_version() == 2
+    assert latest_version() == 3
 
 
 def _write_v1_rows(path: Path, run: str, rows: dict[str, list[dict]]) -> None:

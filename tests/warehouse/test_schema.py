@@ -28,11 +28,11 @@ def _views(conn: duckdb.DuckDBPyConnection) -> set[str]:
 
 def test_migrate_creates_all_tables_views_and_records_each_version(tmp_path: Path) -> None:
     conn = duckdb.connect(str(tmp_path / "fresh.duckdb"))
-    assert migrate(conn) == 2
+    assert migrate(conn) == 3
     assert _tables(conn) == set(TABLES) | {"schema_version"}
     assert _views(conn) == set(VIEWS)
     versions = conn.execute("SELECT version, applied_at FROM schema_version").fetchall()
-    assert [version for version, _ in versions] == [1, 2]
+    assert [version for version, _ in versions] == [1, 2, 3]
     assert all(applied_at is not None for _, applied_at in versions)
     conn.close()
 
@@ -42,7 +42,7 @@ def test_migrate_to_an_older_target_stops_there_without_views(tmp_path: Path) ->
     assert migrate(conn, target=1) == 1
     assert "rewards" not in _tables(conn) and "tasks" in _tables(conn)
     assert _views(conn) == set()  # views read v2 tables
-    with pytest.raises(ValueError, match="target schema version 7 is not in 1..2"):
+    with pytest.raises(ValueError, match="target schema version 7 is not in 1..3"):
         migrate(conn, target=7)
     conn.close()
 
@@ -54,8 +54,8 @@ def test_migrate_twice_changes_nothing(tmp_path: Path) -> None:
         "INSERT INTO sandbox_events (event_id, kind, detail, created_at) "
         "VALUES ('e1', 'probe', 'kept', now())"
     )
-    assert migrate(conn) == 2
-    assert conn.execute("SELECT count(*) FROM schema_version").fetchall() == [(2,)]
+    assert migrate(conn) == 3
+    assert conn.execute("SELECT count(*) FROM schema_version").fetchall() == [(3,)]
     assert conn.execute("SELECT detail FROM sandbox_events").fetchall() == [("kept",)]
     conn.close()
 

@@ -67,7 +67,7 @@ def test_snapshot_is_stamped_and_holds_tables_and_views(warehouse_path: Path) ->
         assert conn.execute("SELECT count(*) FROM frontier_tasks").fetchall() == [(0,)]
         conn.close()
     assert at >= before and source == str(warehouse_path)
-    assert pid == os.getpid() and version == 2
+    assert pid == os.getpid() and version == 3
     assert not list(warehouse_path.parent.glob(".*.tmp*"))  # no scratch copy left
 
 

@@ -183,3 +183,18 @@ def test_rows_survive_reopening(warehouse_path: Path) -> None:
     with Warehouse.open(warehouse_path) as warehouse:
         assert warehouse.write("sandbox_events", [event]) == 0
         assert warehouse.count("sandbox_events", "kind = 'network'") == 1
+
+
+def test_write_all_commits_every_table_or_none(warehouse: Warehouse) -> None:
+    tasks = [task_row(slot) for slot in range(3)]
+    bad = [difficulty_row(0.5), difficulty_row(1.5)]  # 1.5 breaks a CHECK
+    with pytest.raises(WarehouseError, match="'difficulty' failed"):
+        warehouse.write_all({"tasks": tasks, "difficulty": bad})
+    assert warehouse.count("tasks") == 0 and warehouse.count("difficulty") == 0
+    written = warehouse.write_all({"tasks": tasks, "difficulty": bad[:1], "labels": []})
+    assert written == {"tasks": 3, "difficulty": 1, "labels": 0}
+    # A repeated stage commit adds nothing.
+    assert warehouse.write_all({"tasks": tasks, "difficulty": bad[:1]}) == {
+        "tasks": 0,
+        "difficulty": 0,
+    }
