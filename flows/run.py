@@ -204,52 +204,54 @@ def evaluate_stage(run: _Run, iteration: int) -> dict[str, float]:
 @flow(name="iteration", flow_run_name="iteration-{iteration}", validate_parameters=False)
 def iteration_flow(run: _Run, iteration: int) -> IterationSummary:
     """One self-play iteration; stages that committed in an earlier process are skipped."""
-    summary = IterationSummary(iteration=iteration)
-    clock = time.time()
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        summary.stage_seconds[stage] = round(time.time() - clock, 1)
-        clock = time.time()
-
+    skipped = run.skipped
     tasks = None
     if run.pending(iteration, "propose"):
         tasks = propose_stage(run, run.documents, iteration)
-        lap("propose")
     if run.pending(iteration, "solve_and_label"):
         tasks = tasks if tasks is not None else restore_tasks(run.warehouse, run.run_id, iteration)
         solve_started = time.time()
         samples = solve_stage(run, tasks)
         label_stage(run, tasks, samples, iteration, solve_started)
-        lap("solve_and_label")
     if run.pending(iteration, "train_solver"):
-        summary.solver_steps = train_solver_stage(run, iteration)
-        lap("train_solver")
+        train_solver_stage(run, iteration)
     if run.pending(iteration, "train_challenger"):
-        summary.challenger_steps = train_challenger_stage(run, iteration)
-        lap("train_challenger")
+        train_challenger_stage(run, iteration)
     if run.pending(iteration, "evaluate"):
-        summary.heldout = evaluate_stage(run, iteration)
-        lap("evaluate")
-    summary.resumed = len(summary.stage_seconds) < 5
-    _fill_from_warehouse(run, summary)
-    return summary
+        evaluate_stage(run, iteration)
+    return _iteration_summary(run, iteration, resumed=run.skipped > skipped)
 
 
-def _fill_from_warehouse(run: _Run, summary: IterationSummary) -> None:
-    """Counts from the committed rows, so a resumed iteration reports all of its stages."""
-    params = [run.run_id, summary.iteration]
-    tasks = run.warehouse.query(
+def _iteration_summary(run: _Run, iteration: int, resumed: bool) -> IterationSummary:
+    """The iteration as its committed rows tell it, stages of earlier processes included."""
+    params = [run.run_id, iteration]
+    query = run.warehouse.query
+    tasks = query(
         "SELECT parse_status FROM tasks WHERE run_id = ? AND iteration = ?", params
     ).column("parse_status")
-    summary.proposals = len(tasks)
-    summary.valid = tasks.to_pylist().count("valid")
-    bands = run.warehouse.query(
-        "SELECT band FROM difficulty WHERE run_id = ? AND iteration = ?", params
-    ).column("band")
-    summary.bands = dict(Counter(bands.to_pylist()))
-    if not summary.heldout:
-        summary.heldout = _heldout(run, summary.iteration)
+    bands = query("SELECT band FROM difficulty WHERE run_id = ? AND iteration = ?", params)
+    steps = query(
+        "SELECT role, count(*) AS n FROM training_steps WHERE run_id = ? AND iteration = ? "
+        "GROUP BY role",
+        params,
+    ).to_pylist()
+    stages = query(
+        "SELECT stage, epoch(finished_at - started_at) AS seconds FROM stage_runs "
+        "WHERE run_id = ? AND iteration = ?",
+        params,
+    ).to_pylist()
+    steps_of = {row["role"]: row["n"] for row in steps}
+    return IterationSummary(
+        iteration=iteration,
+        proposals=len(tasks),
+        valid=tasks.to_pylist().count("valid"),
+        bands=dict(Counter(bands.column("band").to_pylist())),
+        solver_steps=steps_of.get("solver", 0),
+        challenger_steps=steps_of.get("challenger", 0),
+        heldout=_heldout(run, iteration),
+        stage_seconds={row["stage"]: round(row["seconds"], 1) for row in stages},
+        resumed=resumed,
+    )
 
 
 def _heldout(run: _Run, iteration: int) -> dict[str, float]:

@@ -162,8 +162,10 @@ def grpo_config(
         beta=training.beta,
         temperature=sampling.temperature,  # TRL divides logits by it: match the sampler
         top_p=sampling.top_p,
-        # Small models on CPU: recomputing activations costs time and saves little memory.
-        gradient_checkpointing=False,
+        # Recompute activations in the backward pass: Challenger prompts carry a document, and
+        # storing every layer's activations for a batch of them took SmolLM2-135M past 10 GB
+        # (the process was OOM-killed here); recomputing costs about a third more step time.
+        gradient_checkpointing=True,
         logging_steps=1,  # one TrainStep row per optimiser step
         save_strategy="no",  # the caller's checkpoint is written once, at the end
         report_to="none",

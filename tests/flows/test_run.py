@@ -128,7 +128,7 @@ def test_run_trains_both_roles_and_registers_everything(finished, tiny_model: Pa
     )
     assert model == first_challenger
     assert f"run id: {run_id}\n" in output
-    assert "stages already committed, skipped: 0\n" in output
+    assert "stages already committed, skipped: 0 " in output
 
 
 def _committed(warehouse: Path) -> set[tuple[int, str]]:
@@ -180,7 +180,7 @@ def test_killed_run_resumes_without_losing_or_repeating_rows(tiny_model: Path, t
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
-    assert "stages already committed, skipped: 3\n" in result.output
+    assert "stages already committed, skipped: 3 " in result.output
     _assert_complete(warehouse, run_id, tiny_model)
     assert _rows(warehouse, "SELECT * FROM tasks WHERE iteration = 1 ORDER BY task_id") == [
         row for row in tasks_at_kill
