@@ -160,8 +160,7 @@ def test_killed_run_resumes_without_losing_or_repeating_rows(tiny_model: Path, t
             if process.poll() is not None:
                 pytest.fail(f"the run ended before the kill:\n{log.read_text()[-3000:]}")
             assert time.monotonic() < deadline, "the first iteration never labelled its tasks"
-            time.sleep(0.5)
-        time.sleep(2.0)  # well inside train_solver: loading TRL and the model alone takes longer
+            time.sleep(0.2)
     finally:
         with contextlib.suppress(ProcessLookupError):  # the group may be gone already
             os.killpg(process.pid, signal.SIGKILL)
@@ -169,9 +168,9 @@ def test_killed_run_resumes_without_losing_or_repeating_rows(tiny_model: Path, t
     with duckdb.connect(str(warehouse), read_only=True) as conn:
         at_kill = set(conn.execute("SELECT iteration, stage FROM stage_runs").fetchall())
         tasks_at_kill = conn.execute("SELECT * FROM tasks ORDER BY task_id").fetchall()
-    assert at_kill == {(0, "evaluate"), (1, "propose"), (1, "solve_and_label")}, (
-        "the kill was meant to land inside train_solver"
-    )
+    # Killed at once: somewhere in iteration 1's training or later, how far depends on the CPU.
+    assert {(0, "evaluate"), (1, "propose"), (1, "solve_and_label")} <= at_kill
+    assert len(at_kill) < 1 + ITERATIONS * len(STAGES), "the run finished before the kill"
     [(run_id,)] = _rows(warehouse, "SELECT run_id FROM runs")
 
     result = CliRunner().invoke(
@@ -180,7 +179,7 @@ def test_killed_run_resumes_without_losing_or_repeating_rows(tiny_model: Path, t
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
-    assert "stages already committed, skipped: 3 " in result.output
+    assert f"stages already committed, skipped: {len(at_kill)} " in result.output
     _assert_complete(warehouse, run_id, tiny_model)
     assert _rows(warehouse, "SELECT * FROM tasks WHERE iteration = 1 ORDER BY task_id") == [
         row for row in tasks_at_kill
