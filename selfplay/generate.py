@@ -21,6 +21,7 @@ from selfplay.engine import Completion, RolloutEngine
 from selfplay.kinds import EXECUTED_KINDS, Proposal, get_kind
 from selfplay.kinds.base import Messages
 from selfplay.kinds.code import validate_proposals, verify_proposal_answers
+from selfplay.rewards import ChallengerOutcome
 from verifiers.code_tasks import CodeVerdict
 from verifiers.equivalence import EquivalenceChecker
 from verifiers.majority import Band, MajorityLabel, difficulty_band, majority_vote
@@ -186,6 +187,21 @@ def label(
         labels.extend(_with_reference(checker, of_kind, majorities, batch.timeouts, config))
     order = {t.task_id: i for i, t in enumerate(tasks)}
     return sorted(labels, key=lambda lab: order[lab.task_id])
+
+
+def challenger_outcomes(
+    tasks: list[ProposedTask], labels: list[TaskLabel]
+) -> list[ChallengerOutcome]:
+    """What the Solver's labels tell of each proposal, in task order: the input of the
+    Challenger's reward (`selfplay.rewards.challenger_rewards`)."""
+    by_task = {lab.task_id: lab for lab in labels}
+    outcomes = []
+    for task in tasks:
+        found = by_task.get(task.task_id)
+        valid = task.proposal.valid and found is not None
+        pass_rate = found.majority.majority_share if found is not None else None
+        outcomes.append(ChallengerOutcome(task.proposal.question, valid, pass_rate))
+    return outcomes
 
 
 def _with_reference(

@@ -17,10 +17,10 @@ from typing import Any
 from corpora import Document
 from selfplay.config import Config
 from selfplay.engine import Completion, RolloutEngine
-from selfplay.generate import ProposedTask, Slot, label, solve
+from selfplay.generate import ProposedTask, Slot, challenger_outcomes, label, solve
 from selfplay.kinds import EXECUTED_KINDS, Proposal, get_kind
 from selfplay.kinds.code import validate_proposals
-from selfplay.rewards import ChallengerOutcome, challenger_rewards
+from selfplay.rewards import challenger_rewards
 from selfplay.training import ANSWER_KINDS, ChallengerPrompt, SolverExample
 from verifiers.equivalence import EquivalenceChecker
 from verifiers.sandbox import SandboxPool
@@ -203,14 +203,8 @@ class SolverJudgedReward:
             for index, (text, proposal) in enumerate(zip(completions, proposals, strict=True))
         ]
         samples = solve(self.solver, tasks, self.config)
-        labels = {
-            lab.task_id: lab for lab in label(self.checker, tasks, samples, self.config, self.pool)
-        }
-        outcomes = []
-        for task in tasks:
-            found = labels.get(task.task_id)
-            share = found.majority.majority_share if found is not None else None
-            outcomes.append(ChallengerOutcome(task.proposal.question, found is not None, share))
+        labels = label(self.checker, tasks, samples, self.config, self.pool)
+        outcomes = challenger_outcomes(tasks, labels)
         self.last = [r.total for r in challenger_rewards(outcomes, self.config.rewards)]
         return self.last
 

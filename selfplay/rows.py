@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from corpora import Document
 from selfplay.config import Config, SamplingConfig
-from selfplay.generate import ProposedTask, SolverSample, TaskLabel
-from selfplay.rewards import ChallengerOutcome, challenger_rewards
+from selfplay.generate import ProposedTask, SolverSample, TaskLabel, challenger_outcomes
+from selfplay.rewards import challenger_rewards
 from warehouse.keys import content_key
 
 if TYPE_CHECKING:  # training imports torch; rows are built where it is already loaded
@@ -200,13 +200,7 @@ def challenger_reward_rows(
     Parts are numbers only (the `challenger_reward_parts` view casts them): the difficulty
     reward under its name, the repetition penalty as a negative part, or the fixed reward.
     """
-    by_task = {label.task_id: label for label in labels}
-    outcomes = []
-    for task in tasks:
-        label = by_task.get(task.task_id)
-        valid = task.proposal.valid and label is not None
-        pass_rate = label.majority.majority_share if label is not None else None
-        outcomes.append(ChallengerOutcome(task.proposal.question, valid, pass_rate))
+    outcomes = challenger_outcomes(tasks, labels)
     rows = []
     for task, reward in zip(tasks, challenger_rewards(outcomes, config.rewards), strict=True):
         if reward.kind == "valid":

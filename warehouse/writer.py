@@ -249,16 +249,9 @@ class Warehouse:
         is filled with the current UTC time when absent or NULL. Dict and list
         values for JSON columns are serialised for you.
         """
-        if self._read_only:
-            raise WarehouseError(
-                f"the warehouse {self._path} was opened read-only; "
-                "open it with read_only=False to write"
-            )
-        specs = self._table_specs(table)
-        batch = _to_arrow(table, rows, specs)
+        batch = self._batch(table, rows)
         if batch.num_rows == 0:
             return 0
-        batch = _normalise_timestamps(batch, specs)
         with self._lock:
             inserted = self._insert(table, batch)
             if table in SNAPSHOT_TRIGGERS:
@@ -272,14 +265,8 @@ class Warehouse:
         `stage_runs` row this way, so a crash never leaves half a stage. Keys already
         present are skipped, as in `write`.
         """
-        if self._read_only:
-            raise WarehouseError(f"the warehouse {self._path} was opened read-only")
-        batches = {}
-        for table, rows in tables.items():
-            specs = self._table_specs(table)
-            batch = _to_arrow(table, rows, specs)
-            if batch.num_rows:
-                batches[table] = _normalise_timestamps(batch, specs)
+        prepared = {table: self._batch(table, rows) for table, rows in tables.items()}
+        batches = {table: batch for table, batch in prepared.items() if batch.num_rows}
         inserted = dict.fromkeys(tables, 0)
         with self._lock:
             conn = self._live_conn()
@@ -396,6 +383,16 @@ class Warehouse:
         return int(self.query(sql, params).column("n")[0].as_py())
 
     # ---- helpers ---------------------------------------------------------
+
+    def _batch(self, table: str, rows: Rows) -> pa.Table:
+        """`rows` checked against the table's columns, as one Arrow batch ready to insert."""
+        if self._read_only:
+            raise WarehouseError(
+                f"the warehouse {self._path} was opened read-only; "
+                "open it with read_only=False to write"
+            )
+        specs = self._table_specs(table)
+        return _normalise_timestamps(_to_arrow(table, rows, specs), specs)
 
     def _live_conn(self) -> duckdb.DuckDBPyConnection:
         if self._conn is None:
