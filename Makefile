@@ -8,6 +8,7 @@ generate: setup
 	.venv/bin/selfplay generate --tasks 32
 
 test: setup
+	bash scripts/setup-browser.sh
 	.venv/bin/pytest -q
 
 lint: setup

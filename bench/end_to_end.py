@@ -89,6 +89,7 @@ class StageClock:
 @contextmanager
 def instrumented(clock: StageClock) -> Iterator[list[str]]:
     """Wrap what the generate flow calls with `clock`; yields the names wrapped."""
+    import flows.fanout as fanout_module
     import flows.generate as flow_module
     import selfplay.generate as stage_module
     from selfplay.engine import RolloutEngine
@@ -105,7 +106,7 @@ def instrumented(clock: StageClock) -> Iterator[list[str]]:
         (SandboxPool, "close", "engines start/stop"),
         (flow_module, "propose", "Challenger"),
         (flow_module, "solve", "Solver"),
-        (flow_module, "label", "labelling"),
+        (fanout_module, "label", "labelling"),  # called once per label piece
         (EquivalenceChecker, "cluster_batch", "verification"),
         (EquivalenceChecker, "equivalent", "verification"),
         (stage_module, "validate_proposals", "verification"),

@@ -10,7 +10,15 @@ from pathlib import Path
 from corpora.chunking import chunk_documents
 from corpora.documents import CorpusError, Document, content_id
 from corpora.sampling import sample_documents
-from corpora.sources import CorpusLoad, SkippedInput, load_corpus
+from corpora.sources import (
+    CorpusLoad,
+    FileRead,
+    SkippedInput,
+    collect_reads,
+    corpus_files,
+    load_corpus,
+    read_corpus_file,
+)
 
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
 
@@ -24,10 +32,14 @@ __all__ = [
     "CorpusError",
     "CorpusLoad",
     "Document",
+    "FileRead",
     "SkippedInput",
     "chunk_documents",
+    "collect_reads",
     "content_id",
+    "corpus_files",
     "load_corpus",
+    "read_corpus_file",
     "sample_corpus_path",
     "sample_documents",
 ]

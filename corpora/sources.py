@@ -9,6 +9,9 @@ no `text`, a corrupt Parquet file, a duplicate text) is recorded in
 
 JSONL and Parquet rows need a `text` column; `title` is optional; every other
 column goes into the document's metadata.
+
+`load_corpus` is `corpus_files` -> `read_corpus_file` for each -> `collect_reads`; a caller
+that reads files in parallel runs the same three steps and gets the same load.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -55,6 +58,29 @@ class CorpusLoad:
     skipped: list[SkippedInput] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class ReadDocument:
+    """A document as its file yielded it, before repeats across files are dropped."""
+
+    document: Document
+    path: str
+    line: int | None = None  # as in SkippedInput
+
+
+@dataclass
+class FileRead:
+    """What one corpus file yielded, in file order: documents and rejections. Repeated texts
+    are dropped only by `collect_reads`, which sees every file."""
+
+    entries: list[ReadDocument | SkippedInput] = field(default_factory=list)
+
+    def skip(self, path: Path, reason: str, line: int | None = None) -> None:
+        self.entries.append(SkippedInput(str(path), reason, line))
+
+    def add(self, doc: Document, path: Path, line: int | None = None) -> None:
+        self.entries.append(ReadDocument(doc, str(path), line))
+
+
 class _Collector:
     """Accumulates documents, dropping repeated texts (same doc_id) with a recorded reason."""
 
@@ -62,14 +88,19 @@ class _Collector:
         self.load = CorpusLoad()
         self._first_seen: dict[str, Document] = {}
 
-    def skip(self, path: Path, reason: str, line: int | None = None) -> None:
-        self.load.skipped.append(SkippedInput(str(path), reason, line))
+    def take(self, read: FileRead) -> None:
+        for entry in read.entries:
+            if isinstance(entry, SkippedInput):
+                self.load.skipped.append(entry)
+            else:
+                self._add(entry)
 
-    def add(self, doc: Document, path: Path, line: int | None = None) -> None:
+    def _add(self, entry: ReadDocument) -> None:
+        doc = entry.document
         first = self._first_seen.get(doc.doc_id)
         if first is not None:
-            self.skip(path, f"duplicate text (same doc_id as {first.title!r} from {first.source})",
-                      line)
+            reason = f"duplicate text (same doc_id as {first.title!r} from {first.source})"
+            self.load.skipped.append(SkippedInput(entry.path, reason, entry.line))
             return
         self._first_seen[doc.doc_id] = doc
         self.load.documents.append(doc)
@@ -81,19 +112,39 @@ def load_corpus(path: str | Path) -> CorpusLoad:
     Raises `CorpusError` when the path is missing or unsupported, when a Parquet
     file lacks a `text` column, or when no document at all could be read.
     """
+    return collect_reads((read_corpus_file(file, path) for file in corpus_files(path)), path)
+
+
+def corpus_files(path: str | Path) -> list[Path]:
+    """The files of the corpus at `path`, in reading order: a folder's files (hidden ones
+    left out) or the one file; CorpusError for a missing path or an unsupported file."""
     root = Path(path).expanduser()
     if not root.exists():
         raise CorpusError(f"corpus path {str(root)!r} does not exist: expected {ACCEPTED}")
-    collector = _Collector()
     if root.is_dir():
-        for file in _walk_files(root):
-            _read_file(file, collector, root)
-    elif root.suffix.lower() in TEXT_SUFFIXES + RECORD_SUFFIXES:
-        _read_file(root, collector, root.parent)
-    else:
-        raise CorpusError(f"unsupported corpus file {str(root)!r}: expected {ACCEPTED}")
+        return list(_walk_files(root))
+    if root.suffix.lower() in TEXT_SUFFIXES + RECORD_SUFFIXES:
+        return [root]
+    raise CorpusError(f"unsupported corpus file {str(root)!r}: expected {ACCEPTED}")
+
+
+def read_corpus_file(file: Path, path: str | Path) -> FileRead:
+    """Read one file of the corpus at `path` (a text file's `relative_path` is taken from
+    `path`, or from its folder when the corpus is that one file)."""
+    root = Path(path).expanduser()
+    read = FileRead()
+    _read_file(file, read, root if root.is_dir() else root.parent)
+    return read
+
+
+def collect_reads(reads: Iterable[FileRead], path: str | Path) -> CorpusLoad:
+    """The reads of the corpus's files, in file order, as one load: a text repeating an
+    earlier one is dropped and recorded; CorpusError when no document could be read."""
+    collector = _Collector()
+    for read in reads:
+        collector.take(read)
     if not collector.load.documents:
-        raise CorpusError(_nothing_found_message(root, collector.load.skipped))
+        raise CorpusError(_nothing_found_message(Path(path).expanduser(), collector.load.skipped))
     return collector.load
 
 
@@ -115,7 +166,7 @@ def _walk_files(root: Path) -> Iterator[Path]:
                 yield Path(folder) / name
 
 
-def _read_file(file: Path, collector: _Collector, root: Path) -> None:
+def _read_file(file: Path, collector: FileRead, root: Path) -> None:
     suffix = file.suffix.lower()
     try:
         if suffix in TEXT_SUFFIXES:
@@ -141,7 +192,7 @@ def decode_utf8(data: bytes) -> str:
         ) from error
 
 
-def _read_text_file(file: Path, collector: _Collector, root: Path) -> None:
+def _read_text_file(file: Path, collector: FileRead, root: Path) -> None:
     data = file.read_bytes()
     # NUL never occurs in text; checking it first catches images and archives cheaply.
     if b"\x00" in data:
@@ -170,7 +221,7 @@ def _text_title(file: Path, text: str) -> str:
     return file.stem
 
 
-def _read_jsonl(file: Path, collector: _Collector) -> None:
+def _read_jsonl(file: Path, collector: FileRead) -> None:
     with file.open("rb") as handle:
         # A binary file renamed .jsonl would otherwise yield one rejection per "line".
         if b"\x00" in handle.read(BINARY_PROBE_BYTES):
@@ -197,7 +248,7 @@ def _read_jsonl(file: Path, collector: _Collector) -> None:
 
 
 def _add_record(
-    record: dict[str, Any], file: Path, line: int, collector: _Collector, default_title: str
+    record: dict[str, Any], file: Path, line: int, collector: FileRead, default_title: str
 ) -> None:
     """Turn one JSONL/Parquet row into a document, or record why it cannot be one."""
     if "text" not in record:
@@ -234,7 +285,7 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
-def _read_parquet(file: Path, collector: _Collector) -> None:
+def _read_parquet(file: Path, collector: FileRead) -> None:
     try:
         parquet = pq.ParquetFile(file)
     except (pa.ArrowException, OSError) as error:

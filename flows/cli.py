@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from corpora import CorpusError
-from selfplay.config import ConfigError, load_config
+from selfplay.config import Config, ConfigError, load_config
 from selfplay.models import ModelError
 from warehouse.writer import WarehouseError
 
@@ -199,6 +199,92 @@ def _print_run_summary(summary: dict) -> None:
 
 def _mean(scores: dict[str, float]) -> str:
     return f"{sum(scores.values()) / len(scores):.1%}" if scores else "-"
+
+
+@main.command()
+@config_option
+@set_option
+@click.option(
+    "--name",
+    default="selfplay",
+    show_default=True,
+    help="Deployment name: they register as generate/NAME, run/NAME, evaluate/NAME, export/NAME.",
+)
+@click.option(
+    "--export-dir",
+    default="exports/frontier-{now}",
+    show_default=True,
+    help="Output folder of the export deployment; {now} becomes the run's UTC time.",
+)
+def serve(config_path: Path | None, overrides: tuple[str, ...], name: str, export_dir: str) -> None:
+    """Register the generate, run, evaluate and export flows as deployments and run them.
+
+    Needs a Prefect server (`prefect server start --host 127.0.0.1`, PREFECT_API_URL set).
+    Schedules come from the config's flows.*_schedule fields; runs can also be started in the
+    UI or with `prefect deployment run generate/NAME`. Stop with Ctrl-C.
+
+    Example: selfplay serve --set flows.generate_schedule.cron="0 3 * * *"
+    """
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "selfplay,corpora,verifiers,warehouse")
+    from flows.serve import api_url
+    from flows.serve import serve as serve_deployments
+
+    try:
+        config = _absolute_paths(load_config(config_path, list(overrides)))
+        click.echo(f"Prefect server: {api_url()} (UI: {api_url().removesuffix('/api')})")
+        serve_deployments(config, name, str(Path(export_dir).expanduser().resolve()))
+    except USER_ERRORS as exc:
+        _fail(exc)
+
+
+def _absolute_paths(config: Config) -> Config:
+    """Flow runs of a deployment may start in another folder: pin the config's paths here."""
+    config.warehouse.path = config.warehouse.path.expanduser().resolve()
+    config.run.checkpoint_dir = config.run.checkpoint_dir.expanduser().resolve()
+    if config.corpus.path is not None:
+        config.corpus.path = config.corpus.path.expanduser().resolve()
+    return config
+
+
+@main.command()
+@config_option
+@set_option
+@click.option(
+    "--model",
+    help="Weights to evaluate: a checkpoint directory, the embedded model, or a hub id "
+    "[default: model.solver].",
+)
+@click.option("--warehouse", type=click.Path(path_type=Path), help="DuckDB file to write.")
+def evaluate(
+    config_path: Path | None,
+    overrides: tuple[str, ...],
+    model: str | None,
+    warehouse: Path | None,
+) -> None:
+    """Held-out evaluation of one model (reasoning-gym scorers, HumanEval in the sandbox).
+
+    Rows land in `evaluations` under a run of their own, as in `selfplay run`'s iteration 0.
+
+    Example: selfplay evaluate --model runs/<run_id>/iteration-003/solver
+    """
+    extra = [f"warehouse.path={warehouse}"] if warehouse is not None else []
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "selfplay,corpora,verifiers,warehouse")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    from flows.evaluate import evaluate_flow
+
+    try:
+        config = load_config(config_path, [*overrides, *extra])
+        result = evaluate_flow(
+            config=config.model_dump(mode="json"), model=model, command=" ".join(sys.argv)
+        )
+    except USER_ERRORS as exc:
+        _fail(exc)
+    table = Table("benchmark", "accuracy", title=f"held-out evaluation of {result['model']}")
+    for benchmark, score in result["scores"].items():
+        table.add_row(benchmark, f"{score:.1%}")
+    console.print(table)
+    click.echo(f"run id: {result['run_id']}")
+    click.echo(f"warehouse: {result['warehouse']}")
 
 
 @main.command()

@@ -11,29 +11,33 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
-from prefect import flow, get_run_logger, task
+from prefect import Task, flow, get_run_logger, task
 from prefect.cache_policies import NONE
+from prefect.tasks import exponential_backoff
 
 from corpora import Document
+from flows.artifacts import Progress, publish_iteration
+from flows.fanout import label_fanned_out, load_documents_fanned_out
+from flows.warehouse_slot import warehouse_slot
 from selfplay import __version__
-from selfplay.config import Config
+from selfplay.config import Config, FlowsConfig
 from selfplay.engine import RolloutEngine
 from selfplay.generate import (
     ProposedTask,
     SolverSample,
     TaskLabel,
-    label,
     load_documents,
     plan_slots,
     propose,
     solve,
 )
 from selfplay.kinds import EXECUTED_KINDS
-from selfplay.models import resolve_model
+from selfplay.models import ModelError, resolve_model
 from selfplay.rows import (
     challenger_reward_rows,
     document_rows,
@@ -45,8 +49,12 @@ from selfplay.rows import (
 )
 from verifiers.equivalence import EquivalenceChecker
 from verifiers.sandbox import SandboxLimits, SandboxPool
+from warehouse.errors import WarehouseError
 from warehouse.keys import content_key
 from warehouse.writer import Warehouse
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass
@@ -111,6 +119,9 @@ class _Stages:
         assert self._solver is not None, "start-engines runs first"
         return self._solver
 
+    def staged(self, stage: Task[P, R], retry: bool = False) -> Task[P, R]:
+        return staged(stage, self.config.flows, retry)
+
     def commit(
         self, iteration: int, stage: str, started: float, tables: dict[str, list[dict]]
     ) -> int:
@@ -137,6 +148,27 @@ class _Stages:
             self.checker.close()
         if self.pool is not None:
             self.pool.close()
+
+
+def staged(stage: Task[P, R], flows: FlowsConfig, retry: bool = False) -> Task[P, R]:
+    """`stage` with the run's timeout; with `retry`, also retried with doubling delays
+    when the failure can pass (an engine that did not start, a crashed worker pool)."""
+    if not retry:
+        return stage.with_options(timeout_seconds=flows.stage_timeout_s)
+    return stage.with_options(
+        timeout_seconds=flows.stage_timeout_s,
+        retries=flows.retries,
+        retry_delay_seconds=exponential_backoff(flows.retry_delay_s),
+        retry_condition_fn=_may_pass,
+    )
+
+
+# Bad input and bugs fail the same way every time: retrying them only delays the Failed state.
+_PERMANENT = (ValueError, TypeError, LookupError, AssertionError, ModelError, WarehouseError)
+
+
+def _may_pass(task: Task, task_run: object, state: Any) -> bool:
+    return not isinstance(state.result(raise_on_failure=False), _PERMANENT)
 
 
 @task(name="start-engines", cache_policy=NONE)
@@ -206,7 +238,7 @@ def label_stage(
     logger = get_run_logger()
     started = time.time()
     assert stages.checker is not None, "start-engines opens the checker"
-    labels = label(stages.checker, tasks, samples, stages.config, stages.pool)
+    labels = label_fanned_out(stages.checker, tasks, samples, stages.config, stages.pool)
     config, model = stages.config, stages.solver.model
     labels_out, difficulty_out = label_rows(labels, tasks, model, config)
     tables = {
@@ -231,10 +263,14 @@ def label_stage(
     return labels
 
 
-def preflight(config: Config) -> list[Document]:
+def preflight(
+    config: Config, load: Callable[[Config], list[Document]] = load_documents
+) -> list[Document]:
     """Everything bad input can break, checked before any row is written: the corpus, both
-    models (converting the embedded one if needed) and the warehouse path."""
-    documents = load_documents(config)
+    models (converting the embedded one if needed) and the warehouse path. Flows read the
+    corpus with `load_documents_fanned_out`; the CLI's check before a flow, with no Prefect
+    server up yet, reads it in this process."""
+    documents = load(config)
     for name in (config.model.challenger, config.model.solver):
         resolve_model(name, config.model.cache_dir)
     with Warehouse.open(config.warehouse.path):
@@ -247,20 +283,32 @@ def generate_flow(config: dict[str, Any] | None = None, command: str = "generate
     """Propose, solve and label one iteration of tasks; every row lands in the warehouse."""
     cfg = Config.model_validate(config or {})
     started = time.time()
+    with warehouse_slot(cfg.warehouse.path):  # preflight opens the file too
+        documents = preflight(cfg, load_documents_fanned_out)
+        summary = _generate(cfg, documents, command)
+    summary.wall_seconds = round(time.time() - started, 1)
+    return asdict(summary)
+
+
+def _generate(cfg: Config, documents: list[Document], command: str) -> GenerateSummary:
     iteration = 0
-    documents = preflight(cfg)
     run_id = content_key("run", cfg.to_json(), time.time_ns())
     with Warehouse.open(cfg.warehouse.path) as warehouse:
         stages = _Stages(cfg, warehouse, run_id)
+        progress = Progress(f"generate run {run_id}: stages done")
         try:
             warehouse.write("runs", [run_row(run_id, cfg, command, __version__)])
             get_run_logger().info("run %s: %d documents available", run_id, len(documents))
-            start_engines(stages)
-            tasks = propose_stage(stages, documents, iteration)
+            stages.staged(start_engines, retry=True)(stages)
+            progress.set(0.25)
+            tasks = stages.staged(propose_stage)(stages, documents, iteration)
+            progress.set(0.5)
             solve_started = time.time()
-            samples = solve_stage(stages, tasks)
-            label_stage(stages, tasks, samples, iteration, solve_started)
+            samples = stages.staged(solve_stage)(stages, tasks)
+            progress.set(0.75)
+            stages.staged(label_stage, retry=True)(stages, tasks, samples, iteration, solve_started)
+            progress.set(1.0)
         finally:
             stages.close()
-    stages.summary.wall_seconds = round(time.time() - started, 1)
-    return asdict(stages.summary)
+        publish_iteration(warehouse, run_id, iteration, f"generate run {run_id}")
+    return stages.summary

@@ -22,6 +22,8 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
 from corpora import Document
+from flows.artifacts import Progress, publish_iteration
+from flows.fanout import load_documents_fanned_out, score_fanned_out
 from flows.generate import (
     _Stages,
     label_stage,
@@ -30,13 +32,15 @@ from flows.generate import (
     solve_stage,
     start_engines,
 )
+from flows.warehouse_slot import warehouse_slot
 from selfplay import __version__
 from selfplay.config import Config, ConfigError
+from selfplay.engine import RolloutEngine
 from selfplay.evaluation import (
     EvalItem,
     eval_sampling,
-    evaluate,
     evaluation_rows,
+    heldout_completions,
     humaneval_limits,
     load_heldout,
     overlap_with_training,
@@ -101,6 +105,29 @@ class _Run(_Stages):
         self.skipped = 0
         self.heldout: list[EvalItem] | None = None
         self.eval_pool: SandboxPool | None = None
+        self.progress: Progress | None = None  # made inside the flow run, which it belongs to
+        self.stages_done = 0
+
+    def stage_done(self) -> None:
+        """Move the run's progress artifact on: the baseline evaluation, then 5 per iteration."""
+        self.stages_done += 1
+        self._show_progress(self.stages_done)
+
+    def training_progress(self, done: int, total: int) -> None:
+        """Within a training stage: move the progress artifact on after every optimiser step."""
+        self._show_progress(self.stages_done + done / max(total, 1))
+
+    def _show_progress(self, stages_done: float) -> None:
+        if self.progress is None:
+            self.progress = Progress(f"run {self.run_id}: stages done (5 per iteration)")
+        self.progress.set(stages_done / (1 + STAGES_PER_ITERATION * self.config.run.iterations))
+
+    def start_engines(self) -> None:
+        super().start_engines()
+        if self.config.training.weights == "separate" and self._solver is self._challenger:
+            # Separate weights drift apart even from one start: each role needs its own engine.
+            settings, seed = self.config.engine, self.config.run.seed
+            self._solver = RolloutEngine(self.solver_model, settings, seed)
 
     def pending(self, iteration: int, stage: str) -> bool:
         if (iteration, stage) in self.done:
@@ -112,6 +139,9 @@ class _Run(_Stages):
         super().close()
         if self.eval_pool is not None:
             self.eval_pool.close()
+
+
+STAGES_PER_ITERATION = 5  # propose, solve_and_label, train_solver, train_challenger, evaluate
 
 
 def _prompts_per_step(run: _Run) -> int:
@@ -127,10 +157,11 @@ def train_solver_stage(run: _Run, iteration: int) -> int:
     result = train_solver(
         parent,
         examples,
-        default_solver_reward(run.checker, run.config.rewards),
+        default_solver_reward(run.checker, run.config.rewards, run.pool),
         run.config,
         checkpoint_dir(run.run_dir, iteration) / "solver",
         engine=run.solver,
+        on_step=run.training_progress,
     )
     run.commit(
         iteration, "train_solver", started, training_rows(run.run_id, iteration, result, parent)
@@ -158,6 +189,7 @@ def train_challenger_stage(run: _Run, iteration: int) -> int:
         run.config,
         checkpoint_dir(run.run_dir, iteration) / "challenger",
         engine=run.challenger,
+        on_step=run.training_progress,
     )
     rows = training_rows(run.run_id, iteration, result, parent)
     run.commit(iteration, "train_challenger", started, rows)
@@ -180,7 +212,9 @@ def evaluate_stage(run: _Run, iteration: int) -> dict[str, float]:
         run.eval_pool = SandboxPool(workers=config.executor.workers, limits=humaneval_limits())
     assert run.eval_pool is not None
     engine = run.solver
-    results = evaluate(engine, run.heldout, eval_sampling(config.evaluation), run.eval_pool)
+    # One engine call here; the scoring and HumanEval runs fan out (flows.fanout).
+    completions = heldout_completions(engine, run.heldout, eval_sampling(config.evaluation))
+    results = score_fanned_out(config, run.heldout, completions, run.eval_pool)
     overlap = overlap_with_training(
         trained_task_texts(run.warehouse, run.run_id, iteration), run.heldout
     )
@@ -207,18 +241,25 @@ def iteration_flow(run: _Run, iteration: int) -> IterationSummary:
     skipped = run.skipped
     tasks = None
     if run.pending(iteration, "propose"):
-        tasks = propose_stage(run, run.documents, iteration)
+        tasks = run.staged(propose_stage)(run, run.documents, iteration)
+    run.stage_done()
     if run.pending(iteration, "solve_and_label"):
         tasks = tasks if tasks is not None else restore_tasks(run.warehouse, run.run_id, iteration)
         solve_started = time.time()
-        samples = solve_stage(run, tasks)
-        label_stage(run, tasks, samples, iteration, solve_started)
+        samples = run.staged(solve_stage)(run, tasks)
+        run.staged(label_stage, retry=True)(run, tasks, samples, iteration, solve_started)
+    run.stage_done()
     if run.pending(iteration, "train_solver"):
-        train_solver_stage(run, iteration)
+        run.staged(train_solver_stage)(run, iteration)
+    run.stage_done()
     if run.pending(iteration, "train_challenger"):
-        train_challenger_stage(run, iteration)
+        run.staged(train_challenger_stage)(run, iteration)
+    run.stage_done()
     if run.pending(iteration, "evaluate"):
-        evaluate_stage(run, iteration)
+        run.staged(evaluate_stage, retry=True)(run, iteration)
+    run.stage_done()
+    title = f"run {run.run_id} iteration {iteration}"
+    publish_iteration(run.warehouse, run.run_id, iteration, title)
     return _iteration_summary(run, iteration, resumed=run.skipped > skipped)
 
 
@@ -298,7 +339,6 @@ def run_flow(
     """
     cfg = Config.model_validate(config or {})
     started = time.time()
-    documents = preflight(cfg)
     if cfg.training.weights == "shared" and cfg.model.challenger != cfg.model.solver:
         raise ConfigError(
             "training.weights is 'shared' but model.challenger and model.solver differ; "
@@ -306,6 +346,14 @@ def run_flow(
         )
     # Absolute, so that a resume from another folder finds and extends the same checkpoints.
     cfg.run.checkpoint_dir = cfg.run.checkpoint_dir.expanduser().resolve()
+    with warehouse_slot(cfg.warehouse.path):  # preflight opens the file too
+        documents = preflight(cfg, load_documents_fanned_out)
+        summary = _run(cfg, documents, resume, command)
+    summary.wall_seconds = round(time.time() - started, 1)
+    return asdict(summary)
+
+
+def _run(cfg: Config, documents: list[Document], resume: str | None, command: str) -> RunSummary:
     run_id = resume or content_key("run", cfg.to_json(), time.time_ns())
     logger = get_run_logger()
     with Warehouse.open(cfg.warehouse.path) as warehouse:
@@ -321,14 +369,14 @@ def run_flow(
                 len(run.done),
                 run.run_dir,
             )
-            start_engines(run)
+            run.staged(start_engines, retry=True)(run)
             if run.pending(BASELINE, "evaluate"):
-                evaluate_stage(run, BASELINE)
+                run.staged(evaluate_stage, retry=True)(run, BASELINE)
+            run.stage_done()
             for iteration in range(1, cfg.run.iterations + 1):
                 summary.iterations.append(iteration_flow(run, iteration))
             summary.baseline = _heldout(run, BASELINE)
         finally:
             run.close()
         summary.skipped_stages = run.skipped
-    summary.wall_seconds = round(time.time() - started, 1)
-    return asdict(summary)
+    return summary

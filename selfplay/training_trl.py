@@ -55,10 +55,17 @@ class StepRecorder(TrainerCallback):
     gets from the final checkpoint), so every rollout samples the current policy.
     """
 
-    def __init__(self, engine: RolloutEngine, sync_dir: Path, engine_dtype: str) -> None:
+    def __init__(
+        self,
+        engine: RolloutEngine,
+        sync_dir: Path,
+        engine_dtype: str,
+        on_step: Callable[[int, int], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.sync_dir = sync_dir
         self.engine_dtype = engine_dtype
+        self.on_step = on_step  # (steps done, steps in all), e.g. to move a progress bar
         self.started = 0.0
         self.seconds: dict[int, float] = {}
         self.metrics: dict[int, dict[str, float]] = {}
@@ -71,6 +78,8 @@ class StepRecorder(TrainerCallback):
             save_for_engine(kwargs["model"], self.sync_dir, self.engine_dtype)
             self.engine.reload_weights(str(self.sync_dir))
         self.seconds[state.global_step] = time.perf_counter() - self.started
+        if self.on_step is not None:
+            self.on_step(state.global_step, state.max_steps)
 
     def on_log(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         logs = kwargs.get("logs") or {}

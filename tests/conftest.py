@@ -20,6 +20,15 @@ import pytest
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="selfplay-prefect-"))
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
+# Files a test leaves for people to look at (screenshots); listed at the end of the run.
+SAVED_FILES: list[Path] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for path in SAVED_FILES:
+        terminalreporter.write_line(f"saved for viewing: {path}")
+
+
 # Fitted half to "5" and half to "6", so sampled answers disagree and land in several bands.
 TINY_PROPOSALS = tuple(
     f"<question>What is 2 + 3?</question>\n<answer>\\boxed{{{answer}}}</answer>"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import duckdb
@@ -17,6 +18,7 @@ import duckdb
 from warehouse.errors import WarehouseError, WarehouseLockedError
 
 MEMORY = ":memory:"
+WRITER_WAIT_S = 2.0
 
 # e.g. 'Conflicting lock is held in /usr/bin/python3.11 (PID 3810) by user root.'
 _LOCK_HOLDER = re.compile(r"held in (?P<program>.*?) ?\(PID (?P<pid>\d+)\)")
@@ -46,19 +48,27 @@ def connect(path: Path | str, *, read_only: bool) -> duckdb.DuckDBPyConnection:
         )
     if not read_only:
         _make_parent(path)
-    try:
-        return duckdb.connect(str(path), read_only=read_only)
-    except duckdb.ConnectionException as err:
-        # DuckDB shares one database instance per file inside a process and
-        # refuses a second connection with another mode (read-only vs. write).
-        raise WarehouseLockedError(
-            f"{path} is already open in this process (PID {os.getpid()}) in another mode; "
-            "reuse that Warehouse or close it first",
-            path=path,
-            pid=os.getpid(),
-        ) from err
-    except duckdb.Error as err:
-        raise _translate_open_error(path, err, read_only) from err
+    # A reader (`selfplay sql`, `report`, `export`) holds the live file for one statement; a
+    # writer that starts in that moment waits it out rather than failing. A writer holding
+    # the file is still an error, after WRITER_WAIT_S.
+    deadline = time.monotonic() + WRITER_WAIT_S
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.ConnectionException as err:
+            # DuckDB shares one database instance per file inside a process and
+            # refuses a second connection with another mode (read-only vs. write).
+            raise WarehouseLockedError(
+                f"{path} is already open in this process (PID {os.getpid()}) in another "
+                "mode; reuse that Warehouse or close it first",
+                path=path,
+                pid=os.getpid(),
+            ) from err
+        except duckdb.Error as err:
+            held = "Could not set lock" in str(err)
+            if read_only or not held or time.monotonic() >= deadline:
+                raise _translate_open_error(path, err, read_only) from err
+        time.sleep(0.1)
 
 
 def _make_parent(path: Path) -> None:

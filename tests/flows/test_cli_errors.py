@@ -100,3 +100,23 @@ def test_every_command_has_help_with_an_example():
         result = _invoke(*command, "--help")
         assert result.exit_code == 0
         assert "Example:" in result.output, command
+
+
+def test_serve_without_a_prefect_server_says_how_to_start_one(monkeypatch):
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    result = _invoke("serve")
+    assert result.exit_code == 1
+    assert "selfplay serve needs a Prefect server" in result.output
+    assert "prefect server start --host 127.0.0.1" in result.output
+
+
+def test_a_schedule_with_cron_and_interval_is_refused():
+    result = _invoke(
+        "serve",
+        "--set",
+        "flows.export_schedule.cron=0 3 * * *",
+        "--set",
+        "flows.export_schedule.interval_minutes=5",
+    )
+    assert result.exit_code == 1
+    assert "cron or interval_minutes, not both" in result.output

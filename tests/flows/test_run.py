@@ -15,7 +15,9 @@ from pathlib import Path
 import duckdb
 import pytest
 from click.testing import CliRunner
+from prefect import get_client
 
+from flows.artifacts import SUMMARY_KEY
 from flows.cli import main
 from warehouse.query import read_sql
 
@@ -129,6 +131,22 @@ def test_run_trains_both_roles_and_registers_everything(finished, tiny_model: Pa
     assert model == first_challenger
     assert f"run id: {run_id}\n" in output
     assert "stages already committed, skipped: 0 " in output
+
+
+def test_run_publishes_artifacts_every_iteration(finished):
+    """Read back from the session's (ephemeral) Prefect server, as the UI shows them."""
+    _, run_id, _ = finished
+    with get_client(sync_client=True) as client:
+        mine = [a for a in client.read_artifacts() if run_id in (a.description or "")]
+    summaries = sorted(a.description for a in mine if a.key == SUMMARY_KEY)
+    assert summaries == [f"run {run_id} iteration {k}: summary" for k in (1, 2)]
+    assert all("| held-out accuracy (mean) |" in a.data for a in mine if a.key == SUMMARY_KEY)
+    assert {a.key for a in mine if a.type == "image"} >= {
+        "selfplay-difficulty-by-iteration",
+        "selfplay-heldout-accuracy",
+    }
+    (progress,) = [a for a in mine if a.type == "progress"]
+    assert progress.data == 100.0
 
 
 def _committed(warehouse: Path) -> set[tuple[int, str]]:

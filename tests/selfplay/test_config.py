@@ -62,3 +62,27 @@ def test_missing_and_malformed_files(tmp_path: Path):
 def test_fingerprint_follows_content():
     assert Config().fingerprint() == Config().fingerprint()
     assert Config().fingerprint() != load_config(None, ["run.seed=1"]).fingerprint()
+
+
+PROFILES = sorted((Path(__file__).resolve().parents[2] / "docs" / "profiles").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.stem)
+def test_config_profiles_load(profile: Path):
+    config = load_config(profile)
+    assert config.model.solver == "Qwen/Qwen3-4B-Base"
+    assert config.training.device == "cuda" and config.engine.backend == "vllm"
+
+
+def test_there_are_profiles_to_check():
+    assert {p.stem for p in PROFILES} >= {"gpu-qwen3-4b", "cluster-qwen3-4b"}
+
+
+def test_schedules_take_cron_or_interval_not_both():
+    config = load_config(None, ["flows.run_schedule.cron=0 3 * * *"])
+    assert config.flows.run_schedule.cron == "0 3 * * *"
+    with pytest.raises(ConfigError, match="cron or interval_minutes, not both"):
+        load_config(
+            None,
+            ["flows.run_schedule.cron=0 3 * * *", "flows.run_schedule.interval_minutes=60"],
+        )

@@ -3,6 +3,8 @@ frontier examples, the weights each role continues from, Challenger reward rows.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -12,8 +14,9 @@ from corpora import Document
 from corpora.documents import content_id
 from selfplay.config import Config
 from selfplay.engine import Completion
-from selfplay.generate import ProposedTask, Slot, TaskLabel
+from selfplay.generate import ProposedTask, Slot, SolverSample, TaskLabel, label
 from selfplay.kinds import get_kind
+from selfplay.kinds.code import validate_proposals
 from selfplay.loop import (
     challenger_prompts,
     completed_stages,
@@ -29,8 +32,10 @@ from selfplay.rows import (
     task_rows,
     training_rows,
 )
-from selfplay.training import TrainResult, TrainStep
+from selfplay.training import TrainResult, TrainStep, default_solver_reward
+from verifiers.equivalence import EquivalenceChecker
 from verifiers.majority import MajorityLabel, difficulty_band
+from verifiers.sandbox import SandboxLimits, SandboxPool
 from warehouse.writer import Warehouse
 
 RUN = "run-1"
@@ -122,6 +127,72 @@ def test_solver_examples_are_the_frontier_tasks_with_labels(warehouse: Warehouse
         "B",
         "5",
     ]
+
+
+# (kind, Challenger completion, the Solver's four answers): the executor passes two of the
+# code_o answers (p̂ 0.5, frontier) and all four code_i ones (p̂ 1.0, too easy).
+CODE_TASKS = (
+    ("code_o", "```python\ndef f(n):\n    return n * 3 + 1\n```\n<input>4</input>",
+     ("13", "13", "12", "14")),
+    ("code_i", "```python\ndef f(s):\n    return s[::-1]\n```\n<input>'ab'</input>",
+     ("'ab'",) * 4),
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[SandboxPool]:
+    with SandboxPool(workers=2, limits=SandboxLimits(wall_s=2.0, cpu_s=1.0)) as sandbox:
+        yield sandbox
+
+
+def test_solver_examples_include_code_tasks_graded_by_the_executor(
+    pool: SandboxPool, tmp_path: Path
+):
+    """From the propose stage's validation through executor labels and stored rows to the
+    Solver reward: a frontier code task trains the Solver, with its task for the executor."""
+    parsed = [get_kind(kind).parse_proposal(text) for kind, text, _ in CODE_TASKS]
+    tasks = [
+        ProposedTask(
+            Slot(RUN, 1, index, proposal.kind, None),
+            get_kind(proposal.kind).challenger_messages(None),
+            Completion(text, 50, 20, "stop", 0.5),
+            proposal,
+        )
+        for index, ((_, text, _), proposal) in enumerate(
+            zip(CODE_TASKS, validate_proposals(pool, parsed), strict=True)
+        )
+    ]
+    samples = [
+        SolverSample(task.task_id, index, [], Completion("", 0, 0, "stop", 0.1), answer)
+        for task, (_, _, answers) in zip(tasks, CODE_TASKS, strict=True)
+        for index, answer in enumerate(answers)
+    ]
+    with EquivalenceChecker(workers=1) as checker:
+        labels = label(checker, tasks, samples, CONFIG, pool)
+        assert [(lab.label_source, lab.majority.majority_share) for lab in labels] == [
+            ("executor", 0.5),
+            ("executor", 1.0),
+        ]
+        labels_out, difficulty_out = label_rows(labels, tasks, "ckpt-0", CONFIG)
+        with Warehouse.open(tmp_path / "w.duckdb") as warehouse:
+            warehouse.write_all(
+                {
+                    "tasks": task_rows(tasks, "ckpt-0", CONFIG.sampling.challenger),
+                    "labels": labels_out,
+                    "difficulty": difficulty_out,
+                }
+            )
+            examples = solver_examples(warehouse, RUN, 1)
+        assert [(e.kind, e.label, e.pass_rate) for e in examples] == [("code_o", "13", 0.5)]
+        [example] = examples
+        assert example.prompt == get_kind("code_o").solver_messages(tasks[0].proposal)
+        assert json.loads(example.code_task)["pairs"] == [["4", "13"]]
+        reward = default_solver_reward(checker, CONFIG.rewards, pool)
+        completions = ["<answer>13</answer>", "<answer>12</answer>"]
+        values = reward(
+            completions, [example.label] * 2, [example.kind] * 2, [0.5] * 2, [example.code_task] * 2
+        )
+        assert values == [1.0, 0.0]
 
 
 def test_challenger_prompts_and_trained_texts(warehouse: Warehouse):

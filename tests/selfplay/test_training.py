@@ -10,6 +10,7 @@ leaves the Challenger step, which follows on the same weights, enough 6s to lear
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from selfplay.config import Config, EngineConfig, SamplingConfig, TrainingConfig
 from selfplay.engine import RolloutEngine
 from selfplay.kinds import get_kind
+from selfplay.kinds.code import validate_proposals
 from selfplay.training import (
     ChallengerPrompt,
     DeviceSettings,
@@ -35,6 +37,7 @@ from selfplay.training import (
 )
 from tests.conftest import TINY_PROPOSALS
 from verifiers.equivalence import EquivalenceChecker
+from verifiers.sandbox import SandboxPool
 
 MATH = get_kind("math")
 GREEDY = SamplingConfig(temperature=0.0, max_tokens=40)
@@ -95,9 +98,9 @@ def logprob_transformers(
     return sum(logprobs[p, ids[0, p + 1]].item() for p in positions)
 
 
-def log_odds_of_five(model_dir: Path) -> float:
-    """log p(answer 5) - log p(answer 6) for the Solver prompt."""
-    solver_prompt = solver_examples()[0].prompt
+def log_odds_of_five(model_dir: Path, messages: list[dict[str, str]] | None = None) -> float:
+    """log p(answer 5) - log p(answer 6) for `messages`, the maths Solver prompt by default."""
+    solver_prompt = messages or solver_examples()[0].prompt
     five, six = (logprob_transformers(model_dir, t, solver_prompt) for t in TINY_PROPOSALS)
     return five - six
 
@@ -132,7 +135,7 @@ def zero_challenger_reward(completions: list[str], kinds: list[str]) -> list[flo
     return [0.0] * len(completions)
 
 
-def zero_solver_reward(completions, labels, kinds, pass_rates) -> list[float]:
+def zero_solver_reward(completions, labels, kinds, pass_rates, code_tasks) -> list[float]:
     return [0.0] * len(completions)
 
 
@@ -244,6 +247,40 @@ def test_solver_reward_of_zero_leaves_the_weights_alone(
     # Equal rewards give zero advantages: GRPO has nothing to learn from this batch.
     assert max_weight_change(tiny_model, result.checkpoint_dir) == 0.0
     assert engine.model == str(tmp_path)  # the engine ends on the new checkpoint
+
+
+# A code_o task whose output is the text the tiny model answers with when it writes 6.
+BOXED_CODE_O = '```python\ndef f(n):\n    return "\\\\boxed{" + str(n) + "}"\n```\n<input>6</input>'
+
+
+@pytest.mark.vllm
+def test_solver_grpo_on_a_code_task_is_rewarded_by_the_executor(
+    engine: RolloutEngine, checker: EquivalenceChecker, tiny_model: Path, tmp_path: Path
+):
+    """The task reaches the reward through TRL's dataset columns, and the sandbox grades the
+    answers: the tiny model's "\\boxed{6}" is f(6), its "\\boxed{5}" is not."""
+    code_o = get_kind("code_o")
+    with SandboxPool(workers=1) as pool:
+        [proposal] = validate_proposals(pool, [code_o.parse_proposal(BOXED_CODE_O)])
+        assert proposal.payload["pairs"] == [["6", "'\\\\boxed{6}'"]], proposal
+        example = SolverExample(
+            prompt=code_o.solver_messages(proposal),
+            label=proposal.reference_answer or "",
+            kind="code_o",
+            pass_rate=0.5,
+            code_task=json.dumps(proposal.payload),
+        )
+        config = tiny_config()
+        reward = default_solver_reward(checker, config.rewards, pool)
+        # One task repeated: 4 GRPO groups a step, as in the maths test above.
+        result = train_solver(
+            str(tiny_model), [example] * 4, reward, config, tmp_path, engine=engine
+        )
+    assert [step.step for step in result.steps] == [1, 2]
+    assert any(0.0 < step.reward_mean < 1.0 for step in result.steps), result.steps
+    before = log_odds_of_five(tiny_model, example.prompt)
+    after = log_odds_of_five(result.checkpoint_dir, example.prompt)
+    assert after < before - 0.05, f"log-odds of 5 over 6: {before:.3f} -> {after:.3f}"
 
 
 # --- Challenger -------------------------------------------------------------------------------
