@@ -12,27 +12,28 @@ from flows.cli import main
 
 
 @pytest.mark.vllm
-def test_evaluate_stores_scores_of_the_given_model(tiny_model: Path, tmp_path: Path):
+def test_evaluate_stores_scores_of_the_given_model(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     warehouse = tmp_path / "w.duckdb"
-    result = CliRunner().invoke(
-        main,
-        [
-            "evaluate",
-            "--model",
-            str(tiny_model),
-            "--warehouse",
-            str(warehouse),
-            "--set",
-            "evaluation.reasoning_gym=[basic_arithmetic,chain_sum]",
-            "--set",
-            "evaluation.items_per_task=3",
-            "--set",
-            "evaluation.humaneval_problems=2",
-            "--set",
-            "evaluation.max_tokens=32",
-        ],
-        catch_exceptions=False,
-    )
+    args = [
+        "evaluate",
+        "--model",
+        str(tiny_model),
+        "--warehouse",
+        str(warehouse),
+        "--set",
+        "evaluation.reasoning_gym=[basic_arithmetic,chain_sum]",
+        "--set",
+        "evaluation.items_per_task=3",
+        "--set",
+        "evaluation.humaneval_problems=2",
+        "--set",
+        "evaluation.max_tokens=32",
+    ]
+    # The runs row records the process's command line, as the console script would see it.
+    monkeypatch.setattr("sys.argv", ["selfplay", *args])
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     with duckdb.connect(str(warehouse), read_only=True) as db:
         [(run_id, command)] = db.execute("SELECT run_id, command FROM runs").fetchall()
@@ -41,7 +42,7 @@ def test_evaluate_stores_scores_of_the_given_model(tiny_model: Path, tmp_path: P
             "any_value(run_id) FROM evaluations GROUP BY 1 ORDER BY 1"
         ).fetchall()
         stages = db.execute("SELECT iteration, stage FROM stage_runs").fetchall()
-    assert "evaluate" in command
+    assert command.startswith("selfplay evaluate --model")
     assert [(b, n) for b, n, *_ in rows] == [
         ("basic_arithmetic", 3),
         ("chain_sum", 3),
