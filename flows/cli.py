@@ -42,6 +42,17 @@ def _fail(exc: Exception) -> NoReturn:
     sys.exit(1)
 
 
+def _prefect_defaults() -> None:
+    """Our defaults for Prefect settings the user has not set. Prefect reads its settings
+    once, on import, so this runs before the first `flows.*` import of a command."""
+    # Our modules' log lines show beside Prefect's own (and stay local outside a flow run).
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "selfplay,corpora,verifiers,warehouse")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    # The ephemeral server's first start creates its database; on a busy 2-core machine
+    # that took longer than Prefect's 20 s and the command died before any work.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+
 @click.group()
 def main() -> None:
     """Challenger–Solver self-play data generation, stored in DuckDB, run by Prefect."""
@@ -71,9 +82,7 @@ def generate(
         config = load_config(config_path, [*overrides, *extra])
     except ConfigError as exc:
         _fail(exc)
-    # Our modules' log lines show beside Prefect's own (and stay local outside a flow run).
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "selfplay,corpora,verifiers,warehouse")
-    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    _prefect_defaults()
     from flows.generate import generate_flow, preflight
 
     try:
@@ -130,8 +139,7 @@ def run(
     """
     extra = [f"run.iterations={iterations}"] if iterations is not None else []
     extra += [f"generate.tasks={tasks}"] if tasks is not None else []
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "selfplay,corpora,verifiers,warehouse")
-    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    _prefect_defaults()
     from flows.generate import preflight
     from flows.run import run_flow, stored_config
 
@@ -225,7 +233,7 @@ def serve(config_path: Path | None, overrides: tuple[str, ...], name: str, expor
 
     Example: selfplay serve --set flows.generate_schedule.cron="0 3 * * *"
     """
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "selfplay,corpora,verifiers,warehouse")
+    _prefect_defaults()
     from flows.serve import api_url
     from flows.serve import serve as serve_deployments
 
@@ -268,8 +276,7 @@ def evaluate(
     Example: selfplay evaluate --model runs/<run_id>/iteration-003/solver
     """
     extra = [f"warehouse.path={warehouse}"] if warehouse is not None else []
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "selfplay,corpora,verifiers,warehouse")
-    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
+    _prefect_defaults()
     from flows.evaluate import evaluate_flow
 
     try:

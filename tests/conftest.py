@@ -19,6 +19,8 @@ import pytest
 # Prefect's ephemeral server keeps its database under PREFECT_HOME: one per test session.
 os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="selfplay-prefect-"))
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# As the CLI does (flows/cli.py): a fresh database on a busy machine outlasts Prefect's 20 s.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 # Files a test leaves for people to look at (screenshots); listed at the end of the run.
 SAVED_FILES: list[Path] = []
