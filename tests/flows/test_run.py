@@ -26,7 +26,11 @@ EVAL_ITEMS = 4 + 2  # basic_arithmetic items + HumanEval problems
 STAGES = ("propose", "solve_and_label", "train_solver", "train_challenger", "evaluate")
 
 
-def _args(tiny_model: Path, tmp: Path) -> list[str]:
+def run_args(
+    tiny_model: Path, tmp: Path, iterations: int = ITERATIONS, **extra: object
+) -> list[str]:
+    """`selfplay run` on the tiny model, small enough for a test; `extra` are more settings
+    (keys with `__` for `.`)."""
     settings = {
         "model.challenger": tiny_model,
         "model.solver": tiny_model,
@@ -47,10 +51,12 @@ def _args(tiny_model: Path, tmp: Path) -> list[str]:
         "evaluation.items_per_task": 4,
         "evaluation.humaneval_problems": 2,
         "evaluation.max_tokens": 48,
+        # Each engine reserves 5 % of the machine for its KV cache, not vLLM's 92 %.
         "engine.gpu_memory_utilization": 0.05,
         "run.checkpoint_dir": tmp / "checkpoints",
+        **{key.replace("__", "."): value for key, value in extra.items()},
     }
-    args = ["run", "--iterations", str(ITERATIONS), "--warehouse", str(tmp / "w.duckdb")]
+    args = ["run", "--iterations", str(iterations), "--warehouse", str(tmp / "w.duckdb")]
     for key, value in settings.items():
         args += ["--set", f"{key}={value}"]
     return args
@@ -64,7 +70,7 @@ def _rows(warehouse: Path, sql: str) -> list[tuple]:
 @pytest.fixture(scope="module")
 def finished(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("run")
-    result = CliRunner().invoke(main, _args(tiny_model, tmp), catch_exceptions=False)
+    result = CliRunner().invoke(main, run_args(tiny_model, tmp), catch_exceptions=False)
     assert result.exit_code == 0, result.output
     [(run_id,)] = _rows(tmp / "w.duckdb", "SELECT run_id FROM runs")
     return tmp / "w.duckdb", run_id, result.output
@@ -166,7 +172,7 @@ def test_killed_run_resumes_without_losing_or_repeating_rows(tiny_model: Path, t
     log = tmp_path / "run.log"
     with log.open("w") as output:
         process = subprocess.Popen(
-            [sys.executable, "-c", code, *_args(tiny_model, tmp_path)],
+            [sys.executable, "-c", code, *run_args(tiny_model, tmp_path)],
             env=env,
             start_new_session=True,  # the kill takes vLLM's engine process with it
             stdout=output,

@@ -17,43 +17,8 @@ from click.testing import CliRunner
 
 from flows.cli import main
 from selfplay.loop import current_weights
+from tests.flows.test_run import EVAL_ITEMS, STAGES, run_args
 from warehouse.writer import Warehouse
-
-TASKS, SAMPLES = 8, 4
-EVAL_ITEMS = 4 + 2  # basic_arithmetic items + HumanEval problems
-STAGES = ("propose", "solve_and_label", "train_solver", "train_challenger", "evaluate")
-
-
-def _args(tiny_model: Path, tmp: Path) -> list[str]:
-    settings = {
-        "training.weights": "separate",
-        "model.challenger": tiny_model,
-        "model.solver": tiny_model,
-        "generate.tasks": TASKS,
-        "generate.samples_per_task": SAMPLES,
-        "generate.kinds": "[math]",  # the tiny model only proposes maths (tests/conftest.py)
-        "generate.constrained_format": "false",
-        "sampling.challenger.max_tokens": 48,
-        "sampling.challenger.temperature": 0.7,
-        "sampling.solver.max_tokens": 48,
-        "training.solver_steps": 1,  # one step per role shows the lineage; more adds only time
-        "training.challenger_steps": 1,
-        "training.batch_size": 8,
-        "training.num_generations": 4,
-        "training.max_completion_length": 48,
-        "training.learning_rate": 3e-4,
-        "evaluation.reasoning_gym": "[basic_arithmetic]",
-        "evaluation.items_per_task": 4,
-        "evaluation.humaneval_problems": 2,
-        "evaluation.max_tokens": 48,
-        # Two engines here: each reserves 5 % of the machine for its KV cache, not vLLM's 92 %.
-        "engine.gpu_memory_utilization": 0.05,
-        "run.checkpoint_dir": tmp / "checkpoints",
-    }
-    args = ["run", "--iterations", "1", "--warehouse", str(tmp / "w.duckdb")]
-    for key, value in settings.items():
-        args += ["--set", f"{key}={value}"]
-    return args
 
 
 def _rows(warehouse: Path, sql: str) -> list[tuple]:
@@ -63,7 +28,11 @@ def _rows(warehouse: Path, sql: str) -> list[tuple]:
 
 @pytest.mark.vllm
 def test_separate_weights_train_each_role_on_its_own_engine(tiny_model: Path, tmp_path: Path):
-    result = CliRunner().invoke(main, _args(tiny_model, tmp_path), catch_exceptions=False)
+    result = CliRunner().invoke(
+        main,
+        run_args(tiny_model, tmp_path, iterations=1, training__weights="separate"),
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     warehouse = tmp_path / "w.duckdb"
     [(run_id,)] = _rows(warehouse, "SELECT run_id FROM runs")
