@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import duckdb
@@ -27,21 +28,23 @@ STAGES = ("propose", "solve_and_label", "train_solver", "train_challenger", "eva
 
 
 def run_args(
-    tiny_model: Path, tmp: Path, iterations: int = ITERATIONS, **extra: object
+    tiny_model: Path,
+    tmp: Path,
+    iterations: int = ITERATIONS,
+    extra: Mapping[str, object] | None = None,
 ) -> list[str]:
-    """`selfplay run` on the tiny model, small enough for a test; `extra` are more settings
-    (keys with `__` for `.`)."""
+    """`selfplay run` on the tiny model, small enough for a test; `extra`: more settings."""
     settings = {
         "model.challenger": tiny_model,
         "model.solver": tiny_model,
         "generate.tasks": TASKS,
         "generate.samples_per_task": SAMPLES,
-        "generate.kinds": "[math]",
+        "generate.kinds": "[math]",  # the tiny model only proposes maths (tests/conftest.py)
         "generate.constrained_format": "false",
         "sampling.challenger.max_tokens": 48,
         "sampling.challenger.temperature": 0.7,
         "sampling.solver.max_tokens": 48,
-        "training.solver_steps": 1,
+        "training.solver_steps": 1,  # one step per role shows the lineage; more adds only time
         "training.challenger_steps": 1,
         "training.batch_size": 8,
         "training.num_generations": 4,
@@ -54,7 +57,7 @@ def run_args(
         # Each engine reserves 5 % of the machine for its KV cache, not vLLM's 92 %.
         "engine.gpu_memory_utilization": 0.05,
         "run.checkpoint_dir": tmp / "checkpoints",
-        **{key.replace("__", "."): value for key, value in extra.items()},
+        **(extra or {}),
     }
     args = ["run", "--iterations", str(iterations), "--warehouse", str(tmp / "w.duckdb")]
     for key, value in settings.items():

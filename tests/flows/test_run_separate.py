@@ -30,7 +30,7 @@ def _rows(warehouse: Path, sql: str) -> list[tuple]:
 def test_separate_weights_train_each_role_on_its_own_engine(tiny_model: Path, tmp_path: Path):
     result = CliRunner().invoke(
         main,
-        run_args(tiny_model, tmp_path, iterations=1, training__weights="separate"),
+        run_args(tiny_model, tmp_path, iterations=1, extra={"training.weights": "separate"}),
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
